@@ -1,0 +1,280 @@
+//! `imgsvc`: pull, list, inspect and remove images in a local store.
+
+use clap::{Parser, Subcommand};
+use imgsvc::{BlockingService, Image, Options, Progress};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "imgsvc", version, about = "A container image service: pull, list, inspect and remove OCI images")]
+struct Cli {
+    /// Store root [default: $IMGSVC_ROOT, /var/lib/imgsvc for root, else $XDG_DATA_HOME/imgsvc]
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Pinned image names (exact, or `prefix*`); repeatable
+    #[arg(long = "pinned", global = true)]
+    pinned: Vec<String>,
+    /// Blobs downloaded at once per pull
+    #[arg(long, global = true, default_value_t = 4)]
+    parallel: usize,
+    /// Fail a pull that receives no bytes for this many seconds (0: never)
+    #[arg(long, global = true, default_value_t = 300)]
+    progress_timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull an image and print its id
+    Pull { reference: String },
+    /// List images
+    Images {
+        /// Only the image this name, digest or id names
+        filter: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Print only image ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show one image, with its config
+    Inspect {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove images with all their names (absent ones are fine)
+    Rmi {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Drop one name; the image goes with its last name
+    Untag { name: String },
+    /// Show the store's filesystem usage
+    Fsinfo {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("imgsvc: {}: {}", e.kind().name(), e.message().replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open(cli: &Cli) -> imgsvc::Result<BlockingService> {
+    let mut options = Options::new(cli.root.clone().unwrap_or_else(Options::default_root));
+    options.pinned = cli.pinned.clone();
+    options.max_parallel_downloads = cli.parallel;
+    options.progress_timeout = Duration::from_secs(cli.progress_timeout);
+    BlockingService::new(options)
+}
+
+fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
+    let svc = open(&cli)?;
+    match &cli.command {
+        Command::Pull { reference } => {
+            let tty = std::io::stderr().is_terminal();
+            let mut display = PullDisplay::new(tty);
+            let mut cb = |p: &Progress| {
+                display.event(p);
+                true
+            };
+            let result = svc.pull(reference, None, Some(&mut cb));
+            display.finish();
+            println!("{}", result?);
+        }
+        Command::Images { filter, json, quiet } => {
+            let mut images = svc.list(filter.as_deref())?;
+            sort_like_crictl(&mut images);
+            if *json {
+                println!("{}", pretty(&imgsvc::json::image_list(&images)));
+            } else if *quiet {
+                for i in &images {
+                    println!("{}", i.id);
+                }
+            } else {
+                print_table(&images);
+            }
+        }
+        Command::Inspect { reference, json } => match svc.status(reference, true)? {
+            None => {
+                eprintln!("no such image {reference:?}");
+                return Ok(ExitCode::from(1));
+            }
+            Some(status) => {
+                let value = imgsvc::json::image_status(&status);
+                if *json {
+                    println!("{}", pretty(&value));
+                } else {
+                    let i = &status.image;
+                    println!("ID:           {}", i.id);
+                    println!("RepoTags:     {}", i.repo_tags.join(", "));
+                    println!("RepoDigests:  {}", i.repo_digests.join(", "));
+                    println!("Size:         {} ({})", i.size, human_size(i.size));
+                    match i.uid {
+                        Some(uid) => println!("Uid:          {uid}"),
+                        None if !i.username.is_empty() => println!("Username:     {}", i.username),
+                        None => {}
+                    }
+                    println!("Pinned:       {}", i.pinned);
+                    if let Some(spec) = value.get("info").and_then(|i| i.get("imageSpec")) {
+                        println!("Config:\n{}", pretty(spec));
+                    }
+                }
+            }
+        },
+        Command::Rmi { references } => {
+            for r in references {
+                let names = svc.status(r, false)?.map(|s| s.image);
+                svc.remove(r)?;
+                if let Some(img) = names {
+                    for name in if img.repo_tags.is_empty() { &img.repo_digests } else { &img.repo_tags } {
+                        println!("Deleted: {name}");
+                    }
+                    if img.repo_tags.is_empty() && img.repo_digests.is_empty() {
+                        println!("Deleted: {}", img.id);
+                    }
+                }
+            }
+        }
+        Command::Untag { name } => {
+            svc.untag(name)?;
+            println!("Untagged: {name}");
+        }
+        Command::Fsinfo { json } => {
+            let u = svc.fs_info()?;
+            if *json {
+                println!("{}", pretty(&imgsvc::json::fs_info(&u)));
+            } else {
+                println!("Mountpoint:  {}", u.mountpoint);
+                println!("UsedBytes:   {} ({})", u.used_bytes, human_size(u.used_bytes));
+                println!("InodesUsed:  {}", u.inodes_used);
+                println!("Timestamp:   {}", u.timestamp_ns);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Decimal sizes with three significant digits, as crictl prints them.
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let s = if u == 0 { format!("{n}") } else { format!("{v:.digits$}") };
+    let trimmed = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    format!("{trimmed}{}", units[u])
+}
+
+fn sort_like_crictl(images: &mut [Image]) {
+    images.sort_by(|a, b| match (a.repo_tags.first(), b.repo_tags.first()) {
+        (Some(x), Some(y)) => x.cmp(y),
+        _ => match (a.repo_digests.first(), b.repo_digests.first()) {
+            (Some(x), Some(y)) => x.cmp(y),
+            _ => a.id.cmp(&b.id),
+        },
+    });
+}
+
+fn split_name(name: &str) -> (&str, &str) {
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].rfind(':') {
+        Some(i) => (&name[..slash + i], &name[slash + i + 1..]),
+        None => (name, "<none>"),
+    }
+}
+
+fn print_table(images: &[Image]) {
+    let mut rows = vec![["IMAGE".to_string(), "TAG".into(), "IMAGE ID".into(), "SIZE".into()]];
+    for i in images {
+        let short_id: String = i.id.trim_start_matches("sha256:").chars().take(13).collect();
+        let size = human_size(i.size);
+        if i.repo_tags.is_empty() {
+            let repo = i.repo_digests.first().map(|d| d.split('@').next().unwrap_or("<none>").to_string()).unwrap_or("<none>".into());
+            rows.push([repo, "<none>".into(), short_id.clone(), size.clone()]);
+        }
+        for t in &i.repo_tags {
+            let (repo, tag) = split_name(t);
+            rows.push([repo.to_string(), tag.to_string(), short_id.clone(), size.clone()]);
+        }
+    }
+    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = std::io::stdout().lock();
+    for r in rows {
+        let _ = writeln!(out, "{:w0$}   {:w1$}   {:w2$}   {}", r[0], r[1], r[2], r[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]);
+    }
+}
+
+/// A progress bar on a terminal, one line per event otherwise.
+struct PullDisplay {
+    tty: bool,
+    total: u64,
+    done: HashMap<String, u64>,
+    drawn: bool,
+}
+
+impl PullDisplay {
+    fn new(tty: bool) -> Self {
+        PullDisplay { tty, total: 0, done: HashMap::new(), drawn: false }
+    }
+
+    fn event(&mut self, p: &Progress) {
+        match p {
+            Progress::Resolved { total_bytes, .. } => self.total = *total_bytes,
+            Progress::Bytes { digest, done, .. } => {
+                self.done.insert(digest.clone(), *done);
+            }
+            Progress::LayerDone { digest, size } | Progress::LayerSkipped { digest, size } => {
+                self.done.insert(digest.clone(), *size);
+            }
+            _ => {}
+        }
+        if self.tty {
+            let done: u64 = self.done.values().sum();
+            let width = 30usize;
+            let filled = if self.total == 0 { width } else { ((done as f64 / self.total as f64) * width as f64) as usize }.min(width);
+            eprint!("\r[{}{}] {} / {}   ", "#".repeat(filled), ".".repeat(width - filled), human_size(done), human_size(self.total));
+            self.drawn = true;
+        } else {
+            eprintln!("{}", imgsvc::json::progress(p));
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::human_size(0), "0B");
+        assert_eq!(super::human_size(999), "999B");
+        assert_eq!(super::human_size(125_390_262), "125MB");
+        assert_eq!(super::human_size(1_500), "1.5kB");
+        assert_eq!(super::human_size(12_340_000), "12.3MB");
+    }
+}

@@ -1,0 +1,72 @@
+//! The blocking facade: the async service driven by a runtime it owns.
+//! Callbacks run on the calling thread, and only during the call.
+
+use crate::error::{Error, Result};
+use crate::pull::CancelToken;
+use crate::service::Service;
+use crate::types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress};
+
+/// A [`Service`] for synchronous callers; safe to share between threads.
+pub struct BlockingService {
+    service: Service,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl BlockingService {
+    /// Open the store at `options.root`.
+    pub fn new(options: Options) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("imgsvc")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
+        let service = runtime.block_on(async { Service::new(options) })?;
+        Ok(BlockingService { service, runtime })
+    }
+
+    /// The async service inside, for callers that also have a runtime.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    pub fn list(&self, filter: Option<&str>) -> Result<Vec<Image>> {
+        self.runtime.block_on(self.service.list(filter))
+    }
+
+    pub fn status(&self, image: &str, verbose: bool) -> Result<Option<ImageStatus>> {
+        self.runtime.block_on(self.service.status(image, verbose))
+    }
+
+    /// Pull; `progress` runs on this thread and returns `false` to cancel.
+    pub fn pull(&self, image: &str, auth: Option<&Auth>, progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>) -> Result<String> {
+        self.runtime.block_on(self.service.pull(image, auth, progress))
+    }
+
+    /// Pull that also stops, promptly, when `cancel` is cancelled from any thread.
+    pub fn pull_cancellable(
+        &self,
+        image: &str,
+        auth: Option<&Auth>,
+        progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
+        cancel: &CancelToken,
+    ) -> Result<String> {
+        self.runtime.block_on(self.service.pull_cancellable(image, auth, progress, cancel))
+    }
+
+    pub fn remove(&self, image: &str) -> Result<()> {
+        self.runtime.block_on(self.service.remove(image))
+    }
+
+    pub fn untag(&self, name: &str) -> Result<()> {
+        self.runtime.block_on(self.service.untag(name))
+    }
+
+    pub fn fs_info(&self) -> Result<FilesystemUsage> {
+        self.runtime.block_on(self.service.fs_info())
+    }
+
+    pub fn options(&self) -> &Options {
+        self.service.options()
+    }
+}

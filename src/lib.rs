@@ -1,0 +1,34 @@
+//! imgsvc: an embeddable container image service.
+//!
+//! It does on one machine what the image side of a CRI runtime does: list,
+//! status, pull (with progress), remove and filesystem usage of OCI and
+//! Docker images, into a local store that is a valid OCI image layout.
+//!
+//! [`Service`] is the async core; [`BlockingService`] owns a tokio runtime
+//! and offers the same verbs to synchronous callers (the C ABI, Python, the
+//! CLI). Module map: `reference` parses names, `registry` talks HTTP,
+//! `manifest` understands documents, `pull` runs downloads, `store` owns the
+//! disk, `catalog` turns the layout's index into CRI images, `service`
+//! applies CRI semantics.
+
+#![deny(unsafe_code)]
+
+mod blocking;
+mod catalog;
+mod error;
+pub mod json;
+mod manifest;
+mod pull;
+mod reference;
+mod registry;
+mod service;
+mod store;
+mod types;
+
+pub use blocking::BlockingService;
+pub use error::{Error, ErrorKind, Result};
+pub use manifest::user_to_uid;
+pub use pull::CancelToken;
+pub use reference::Reference;
+pub use service::Service;
+pub use types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress};

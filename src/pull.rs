@@ -1,0 +1,410 @@
+//! The pull engine: resolve a reference to one platform's manifest, fetch the
+//! blobs the store lacks in parallel (streamed, verified, resumable), and
+//! record the image. Concurrent pulls of the same reference and credentials
+//! share one job; every blob is fetched by one puller at a time, across
+//! processes too (a lock file per blob).
+
+use crate::catalog::NewEntry;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{self, Descriptor, Document, ImageConfig};
+use crate::reference::Reference;
+use crate::registry::{self, Repo};
+use crate::service::Inner;
+use crate::types::{Auth, Progress};
+use futures_util::StreamExt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A thread-safe handle that cancels the pulls it is given to.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(CancellationToken);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Cancel; safe from any thread, any number of times.
+    pub fn cancel(&self) {
+        self.0.cancel()
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+    pub(crate) async fn cancelled(&self) {
+        self.0.cancelled().await
+    }
+}
+
+/// Pulls of the same reference with the same credentials share one job.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PullKey {
+    reference: String,
+    auth: u64,
+}
+
+pub(crate) struct Job {
+    events: broadcast::Sender<Progress>,
+    result: watch::Sender<Option<Result<String>>>,
+    waiters: AtomicUsize,
+    cancel: CancellationToken,
+}
+
+pub(crate) type Jobs = Mutex<std::collections::HashMap<PullKey, Arc<Job>>>;
+
+/// Drops its claim on a job; the last waiter to leave cancels it.
+struct Waiter(Arc<Job>);
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if self.0.waiters.fetch_sub(1, Ordering::AcqRel) == 1 && self.0.result.borrow().is_none() {
+            self.0.cancel.cancel();
+        }
+    }
+}
+
+pub(crate) async fn pull(
+    inner: &Arc<Inner>,
+    image: &str,
+    auth: Option<&Auth>,
+    mut progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
+    cancel: Option<&CancelToken>,
+) -> Result<String> {
+    let reference = Reference::parse(image)?;
+    registry::registry_auth(auth)?; // reject malformed credentials before any work
+    let key = PullKey {
+        reference: reference.to_string(),
+        auth: {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            auth.hash(&mut h);
+            h.finish()
+        },
+    };
+    let job = {
+        let mut jobs = inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.get(&key).filter(|j| !j.cancel.is_cancelled()) {
+            Some(job) => {
+                job.waiters.fetch_add(1, Ordering::AcqRel);
+                job.clone()
+            }
+            None => {
+                let job = Arc::new(Job {
+                    events: broadcast::channel(1024).0,
+                    result: watch::channel(None).0,
+                    waiters: AtomicUsize::new(1),
+                    cancel: CancellationToken::new(),
+                });
+                jobs.insert(key.clone(), job.clone());
+                let (inner2, job2, auth2) = (inner.clone(), job.clone(), auth.cloned());
+                tokio::spawn(async move {
+                    let result = tokio::select! {
+                        _ = job2.cancel.cancelled() => Err(Error::cancelled()),
+                        r = run(&inner2, reference, auth2, &job2.events) => r,
+                    };
+                    if let Err(e) = &result {
+                        tracing::debug!(image = %key.reference, error = %e, "pull failed");
+                    }
+                    job2.result.send_replace(Some(result));
+                    let mut jobs = inner2.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                    if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &job2)) {
+                        jobs.remove(&key);
+                    }
+                });
+                job
+            }
+        }
+    };
+    let waiter = Waiter(job);
+    let mut events = waiter.0.events.subscribe();
+    let mut result = waiter.0.result.subscribe();
+    let never = CancelToken::new();
+    let cancel = cancel.unwrap_or(&never);
+    let mut deliver = |ev: &Progress| -> Result<()> {
+        match progress.as_mut() {
+            Some(cb) => {
+                if cb(ev) {
+                    Ok(())
+                } else {
+                    Err(Error::new(ErrorKind::Cancelled, "pull cancelled by the progress callback"))
+                }
+            }
+            None => Ok(()),
+        }
+    };
+    loop {
+        if let Some(r) = result.borrow_and_update().clone() {
+            while let Ok(ev) = events.try_recv() {
+                deliver(&ev)?;
+            }
+            return r;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Error::cancelled()),
+            ev = events.recv() => match ev {
+                Ok(ev) => deliver(&ev)?,
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => { let _ = result.changed().await; }
+            },
+            _ = result.changed() => {}
+        }
+    }
+}
+
+/// `fut` unless the configured no-progress time passes first.
+async fn in_time<T>(limit: Duration, what: impl FnOnce() -> String, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    if limit.is_zero() {
+        return fut.await;
+    }
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(ErrorKind::Timeout, format!("{}: no progress for {}s", what(), limit.as_secs_f64()))),
+    }
+}
+
+async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, events: &broadcast::Sender<Progress>) -> Result<String> {
+    let started = Instant::now();
+    let limit = inner.options.progress_timeout;
+    let emit = |ev: Progress| {
+        let _ = events.send(ev);
+    };
+    let scheme = inner.endpoints.scheme(reference.domain()).await?;
+    let client = inner.endpoints.client(scheme, None);
+    let repo = Repo::new(client, registry::registry_auth(auth.as_ref())?, reference.clone());
+
+    let (top_body, top_digest) = in_time(limit, || format!("fetching {reference}"), repo.manifest(None)).await?;
+    let what = reference.to_string();
+    let (index, manifest_body, manifest_digest, doc) = match manifest::parse_document(&top_body, None, &what)? {
+        Document::Index { index, .. } => {
+            let (os, arch, variants) = manifest::host_platform();
+            let entry = manifest::choose_platform(&index.manifests, &os, &arch, &variants).ok_or_else(|| {
+                let available: Vec<String> = index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref())
+                    .map(|p| format!("{}/{}{}", p.os, p.architecture, p.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()))
+                    .collect();
+                Error::unsupported(format!(
+                    "{what}: the image index has no manifest for {os}/{arch} (it has: {})",
+                    if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                ))
+            })?;
+            let entry = entry.clone();
+            let (body, digest) = in_time(limit, || format!("fetching {what}"), repo.manifest(Some(&entry.digest))).await?;
+            let doc = manifest::parse_document(&body, None, &what)?;
+            (Some((top_body, top_digest, entry)), body, digest, doc)
+        }
+        doc => (None, top_body, top_digest, doc),
+    };
+    let (manifest_media_type, manifest) = match doc {
+        Document::Manifest { media_type, manifest } => (media_type, manifest),
+        Document::Index { .. } => return Err(Error::unsupported(format!("{what}: nested image indexes are not supported"))),
+    };
+    manifest.check_is_image(&what)?;
+    if manifest.config.size > manifest::CONFIG_MAX {
+        return Err(Error::unsupported(format!("{what}: image config is {} bytes, over the limit", manifest.config.size)));
+    }
+    let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone()).chain(manifest.layers.iter().cloned()).collect();
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    emit(Progress::Resolved {
+        image: what.clone(),
+        manifest_digest: manifest_digest.clone(),
+        total_bytes: total,
+        layers: manifest.layers.len(),
+    });
+
+    let store = &inner.store;
+    let mut leased: Vec<String> = blobs.iter().map(|b| b.digest.clone()).collect();
+    leased.push(manifest_digest.clone());
+    if let Some((_, d, _)) = &index {
+        leased.push(d.clone());
+    }
+    let _lease = store.lease(&leased)?;
+
+    // A blob GC removed between our check and our commit is fetched again.
+    let mut rounds = 0;
+    loop {
+        let parallel = inner.options.max_parallel_downloads.max(1);
+        let fetches: Vec<_> = blobs.iter().map(|d| fetch_blob(inner, &repo, d, &emit)).collect();
+        let results: Vec<Result<()>> = futures_util::stream::iter(fetches)
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        store.put_blob(&manifest_digest, &manifest_body)?;
+        if let Some((body, digest, _)) = &index {
+            store.put_blob(digest, body)?;
+        }
+        let config_bytes = store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX)?;
+        let config = ImageConfig::parse(&config_bytes)?;
+        let id = manifest.config.digest.clone();
+        let index_size = index.as_ref().map_or(0, |(b, _, _)| b.len() as u64);
+        let entry = NewEntry {
+            id: id.clone(),
+            manifest: Descriptor {
+                media_type: manifest_media_type.clone(),
+                digest: manifest_digest.clone(),
+                size: manifest_body.len() as u64,
+                platform: index.as_ref().and_then(|(_, _, e)| e.platform.clone()),
+                annotations: Default::default(),
+            },
+            tag: reference.tag().map(|_| reference.to_string()),
+            repo_digest: reference.with_digest(index.as_ref().map_or(&manifest_digest, |(_, d, _)| d)),
+            index_digest: index.as_ref().map(|(_, d, _)| d.clone()),
+            size: index_size + manifest_body.len() as u64 + total,
+            user: config.user().to_string(),
+            blobs: leased.clone(),
+        };
+        let inner2 = inner.clone();
+        let committed = tokio::task::spawn_blocking(move || inner2.commit_pull(entry))
+            .await
+            .map_err(|e| Error::internal(format!("commit task failed: {e}")))?;
+        match committed {
+            Ok(()) => {
+                emit(Progress::Committed { image_id: id.clone() });
+                tracing::debug!(image = %what, id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
+                return Ok(id);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound && rounds < 3 => rounds += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn fetch_blob(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl Fn(Progress) + Sync)) -> Result<()> {
+    let store = &inner.store;
+    loop {
+        if store.has_blob(&d.digest, d.size) {
+            emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
+            return Ok(());
+        }
+        // One fetcher per blob, in any process; the others wait and then skip it.
+        match store.try_lock_blob(&d.digest)? {
+            Some(_lock) => {
+                if store.has_blob(&d.digest, d.size) {
+                    emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
+                    return Ok(());
+                }
+                emit(Progress::LayerStarted { digest: d.digest.clone(), size: d.size });
+                download(inner, repo, d, emit).await?;
+                emit(Progress::LayerDone { digest: d.digest.clone(), size: d.size });
+                return Ok(());
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+enum Chunk {
+    Data(bytes::Bytes),
+    Restart,
+}
+
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Stream one blob into an ingest file on a blocking thread, hashing as it
+/// goes; resume with `Range` after a broken connection.
+async fn download(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl Fn(Progress) + Sync)) -> Result<()> {
+    let limit = inner.options.progress_timeout;
+    let (tx, mut rx) = mpsc::channel::<Chunk>(16);
+    let inner2 = inner.clone();
+    let (digest, size) = (d.digest.clone(), d.size);
+    let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut ingest = inner2.store.ingest(&digest)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            match chunk {
+                Chunk::Data(bytes) => ingest.write(&bytes)?,
+                Chunk::Restart => ingest.reset()?,
+            }
+        }
+        if ingest.written() != size {
+            return Err(Error::internal("download ended early"));
+        }
+        ingest.commit(&inner2.store, size)
+    });
+    let sent = async {
+        let mut offset = 0u64;
+        let mut attempts = 0u32;
+        let mut last_report = Instant::now();
+        while offset < d.size || (d.size == 0 && attempts == 0) {
+            let opened = in_time(limit, || format!("fetching blob {}", d.digest), async {
+                Ok(repo.blob(&d.digest, d.size, offset).await.map_err(|e| {
+                    let transient = registry::is_transient(&e);
+                    (registry::map_error(&format!("fetching blob {}", d.digest), e), transient)
+                }))
+            })
+            .await?;
+            let (mut stream, ranged) = match opened {
+                Ok(s) => s,
+                Err((e, true)) if attempts + 1 < MAX_ATTEMPTS => {
+                    attempts += 1;
+                    tracing::debug!(blob = %d.digest, error = %e, attempts, "retrying blob");
+                    tokio::time::sleep(registry::backoff(attempts)).await;
+                    continue;
+                }
+                Err((e, _)) => return Err(e),
+            };
+            if !ranged && offset > 0 {
+                tx.send(Chunk::Restart).await.map_err(|_| Error::internal("blob writer stopped"))?;
+                offset = 0;
+            }
+            if d.size == 0 {
+                break;
+            }
+            loop {
+                let next = in_time(limit, || format!("downloading blob {}", d.digest), async { Ok(stream.next().await) }).await?;
+                match next {
+                    Some(Ok(bytes)) => {
+                        offset += bytes.len() as u64;
+                        if offset > d.size {
+                            return Err(Error::integrity(format!(
+                                "blob {} is longer than the {} bytes its descriptor says",
+                                d.digest, d.size
+                            )));
+                        }
+                        tx.send(Chunk::Data(bytes)).await.map_err(|_| Error::internal("blob writer stopped"))?;
+                        if last_report.elapsed() >= Duration::from_millis(250) || offset == d.size {
+                            last_report = Instant::now();
+                            emit(Progress::Bytes { digest: d.digest.clone(), done: offset, total: d.size });
+                        }
+                    }
+                    Some(Err(e)) if e.to_string().contains("igest") => {
+                        return Err(Error::integrity(format!("blob {}: {e}", d.digest)));
+                    }
+                    Some(Err(e)) => {
+                        attempts += 1;
+                        if attempts >= MAX_ATTEMPTS {
+                            return Err(Error::unavailable(format!("downloading blob {}: {e} (after {attempts} attempts)", d.digest)));
+                        }
+                        tracing::debug!(blob = %d.digest, error = %e, offset, "connection broke; resuming");
+                        tokio::time::sleep(registry::backoff(attempts)).await;
+                        break;
+                    }
+                    None if offset < d.size => {
+                        attempts += 1;
+                        if attempts >= MAX_ATTEMPTS {
+                            return Err(Error::unavailable(format!(
+                                "downloading blob {}: the registry sent {offset} of {} bytes (after {attempts} attempts)",
+                                d.digest, d.size
+                            )));
+                        }
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let written = writer.await.map_err(|e| Error::internal(format!("blob writer failed: {e}")))?;
+    sent?;
+    written
+}
+

@@ -1,0 +1,293 @@
+//! The async service: CRI semantics over the store and the pull engine.
+
+use crate::catalog::{self, Catalog, Found, NewEntry, Record};
+use crate::error::{Error, Result};
+use crate::manifest::{self, Descriptor};
+use crate::pull::{self, CancelToken, Jobs};
+use crate::reference::Reference;
+use crate::registry::Endpoints;
+use crate::store::{Generation, Store};
+use crate::types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// The image service. Cheap to clone; all clones share one store and one set
+/// of in-flight pulls.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub options: Options,
+    pub store: Store,
+    pub endpoints: Endpoints,
+    pub jobs: Jobs,
+    cache: Mutex<Cache>,
+    /// Blob lists of manifests (immutable, so cached forever).
+    manifest_blobs: Mutex<HashMap<String, Vec<String>>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: Option<Generation>,
+    catalog: Arc<Catalog>,
+    usage: Option<(Generation, u64, u64)>,
+}
+
+impl Service {
+    /// Open the store at `options.root`, creating it if needed.
+    pub fn new(options: Options) -> Result<Self> {
+        // reqwest is built without a default crypto provider; ours is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if options.max_parallel_downloads == 0 || options.max_parallel_downloads > 64 {
+            return Err(Error::invalid(format!(
+                "max_parallel_downloads must be between 1 and 64, got {}",
+                options.max_parallel_downloads
+            )));
+        }
+        let store = Store::open(&options.root)?;
+        let endpoints = Endpoints::new(options.connect_timeout)?;
+        let inner = Inner {
+            options,
+            store,
+            endpoints,
+            jobs: Default::default(),
+            cache: Default::default(),
+            manifest_blobs: Default::default(),
+        };
+        inner.catalog()?; // a corrupt index.json is reported at open
+        Ok(Service { inner: Arc::new(inner) })
+    }
+
+    /// The options this service was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// All images, or with a non-empty `filter` just the one it names (0 or 1).
+    pub async fn list(&self, filter: Option<&str>) -> Result<Vec<Image>> {
+        let cat = self.inner.catalog()?;
+        match filter.filter(|f| !f.is_empty()) {
+            None => Ok(cat.images.values().map(|r| self.inner.image(r)).collect()),
+            Some(f) => Ok(match cat.lookup(f)? {
+                Found::Image(r) => vec![self.inner.image(r)],
+                Found::Absent => vec![],
+            }),
+        }
+    }
+
+    /// The image `image` names, or `None` when absent (not an error).
+    pub async fn status(&self, image: &str, verbose: bool) -> Result<Option<ImageStatus>> {
+        let cat = self.inner.catalog()?;
+        let rec = match cat.lookup(image)? {
+            Found::Image(r) => r,
+            Found::Absent => return Ok(None),
+        };
+        let mut info = BTreeMap::new();
+        if verbose {
+            let config = self.inner.store.read_blob(&rec.id, manifest::CONFIG_MAX)?;
+            let spec: serde_json::Value = serde_json::from_slice(&config)
+                .map_err(|e| Error::integrity(format!("stored config of {} is not JSON: {e}", rec.id)))?;
+            let value = serde_json::json!({ "imageSpec": spec });
+            info.insert("info".to_string(), value.to_string());
+        }
+        Ok(Some(ImageStatus { image: self.inner.image(rec), info }))
+    }
+
+    /// Pull `image` and return its id (`sha256:<config digest>`).
+    /// `progress` returns `false` to cancel the pull.
+    pub async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&Auth>,
+        progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
+    ) -> Result<String> {
+        pull::pull(&self.inner, image, auth, progress, None).await
+    }
+
+    /// [`Service::pull`] that also stops when `cancel` is cancelled.
+    pub async fn pull_cancellable(
+        &self,
+        image: &str,
+        auth: Option<&Auth>,
+        progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
+        cancel: &CancelToken,
+    ) -> Result<String> {
+        pull::pull(&self.inner, image, auth, progress, Some(cancel)).await
+    }
+
+    /// Remove the image `image` names, with all its names. Removing what is
+    /// not there succeeds. Blobs no other image uses are deleted.
+    pub async fn remove(&self, image: &str) -> Result<()> {
+        let inner = self.inner.clone();
+        let image = image.to_string();
+        blocking(move || inner.remove(&image)).await
+    }
+
+    /// Drop one name; the image goes with its last name.
+    pub async fn untag(&self, name: &str) -> Result<()> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        blocking(move || inner.untag(&name)).await
+    }
+
+    /// Usage of the store's filesystem by images.
+    pub async fn fs_info(&self) -> Result<FilesystemUsage> {
+        self.inner.fs_info()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("worker failed: {e}")))?
+}
+
+fn pinned(patterns: &[String], names: &std::collections::BTreeSet<String>) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => names.iter().any(|n| n.starts_with(prefix)),
+        None => names.contains(p),
+    })
+}
+
+impl Inner {
+    /// The catalog for the current index.json, re-read only when it changed.
+    pub(crate) fn catalog(&self) -> Result<Arc<Catalog>> {
+        let generation = self.store.generation()?;
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.generation == Some(generation) {
+                return Ok(cache.catalog.clone());
+            }
+        }
+        let (index, generation) = self.store.read_index()?;
+        let catalog = Arc::new(Catalog::build(&index));
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.generation = Some(generation);
+        cache.catalog = catalog.clone();
+        Ok(catalog)
+    }
+
+    fn image(&self, r: &Record) -> Image {
+        let (uid, username) = manifest::user_to_uid(&r.user);
+        Image {
+            id: r.id.clone(),
+            repo_tags: r.repo_tags.iter().cloned().collect(),
+            repo_digests: r.repo_digests.iter().cloned().collect(),
+            size: r.size,
+            uid,
+            username,
+            pinned: pinned(&self.options.pinned, &r.repo_tags),
+        }
+    }
+
+    /// Record a pulled image, under the metadata lock. `NotFound` means a blob
+    /// vanished (a concurrent GC) and the pull should fetch again.
+    pub(crate) fn commit_pull(&self, entry: NewEntry) -> Result<()> {
+        let _lock = self.store.lock()?;
+        for digest in &entry.blobs {
+            if !self.store.blob_path(digest)?.exists() {
+                return Err(Error::not_found(format!("blob {digest} disappeared before the image was recorded")));
+            }
+        }
+        let (mut index, _) = self.store.read_index()?;
+        catalog::apply_pull(&mut index, entry);
+        self.store.write_index(&index)?;
+        Ok(())
+    }
+
+    fn remove(&self, image: &str) -> Result<()> {
+        let cat = self.catalog()?;
+        let id = match cat.lookup(image)? {
+            Found::Image(r) => r.id.clone(),
+            Found::Absent => return Ok(()),
+        };
+        let _lock = self.store.lock()?;
+        let (mut index, _) = self.store.read_index()?;
+        let gone = catalog::remove_image(&mut index, &id);
+        if gone.is_empty() {
+            return Ok(()); // removed concurrently
+        }
+        self.store.write_index(&index)?;
+        self.collect(&index, &gone)
+    }
+
+    fn untag(&self, name: &str) -> Result<()> {
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if name.starts_with("sha256:") || (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(Error::invalid(format!("untag takes a name, not an image id ({name:?}); use remove")));
+        }
+        let reference = Reference::parse(name)?;
+        let _lock = self.store.lock()?;
+        let (mut index, _) = self.store.read_index()?;
+        let gone = catalog::remove_name(&mut index, &reference);
+        if gone.is_empty() {
+            return Err(Error::not_found(format!("no image is named {reference}")));
+        }
+        self.store.write_index(&index)?;
+        self.collect(&index, &gone)
+    }
+
+    /// Blobs of `manifest` (itself, its config, its layers).
+    fn blobs_of(&self, d: &Descriptor) -> Result<Vec<String>> {
+        if let Some(v) = self.manifest_blobs.lock().unwrap_or_else(|e| e.into_inner()).get(&d.digest) {
+            return Ok(v.clone());
+        }
+        let mut out = vec![d.digest.clone()];
+        if let Ok(body) = self.store.read_blob(&d.digest, manifest::MANIFEST_MAX as u64) {
+            if let Ok(manifest::Document::Manifest { manifest, .. }) = manifest::parse_document(&body, None, &d.digest) {
+                out.push(manifest.config.digest.clone());
+                out.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+            }
+        }
+        self.manifest_blobs.lock().unwrap_or_else(|e| e.into_inner()).insert(d.digest.clone(), out.clone());
+        Ok(out)
+    }
+
+    fn entry_blobs(&self, d: &Descriptor) -> Result<Vec<String>> {
+        let mut v = self.blobs_of(d)?;
+        if let Some(ix) = catalog::annotation(d, catalog::INDEX_DIGEST) {
+            v.push(ix.to_string());
+        }
+        Ok(v)
+    }
+
+    /// Delete the blobs of `gone` entries that nothing in `index` and no
+    /// in-flight pull (any process) still needs. Caller holds the lock.
+    fn collect(&self, index: &crate::store::LayoutIndex, gone: &[Descriptor]) -> Result<()> {
+        let mut candidates = HashSet::new();
+        for d in gone {
+            candidates.extend(self.entry_blobs(d)?);
+        }
+        let mut keep: HashSet<String> = self.store.leased_blobs()?;
+        for d in &index.manifests {
+            keep.extend(self.entry_blobs(d)?);
+        }
+        for digest in candidates.difference(&keep) {
+            self.store.remove_blob(digest)?;
+        }
+        Ok(())
+    }
+
+    fn fs_info(&self) -> Result<FilesystemUsage> {
+        let generation = self.store.generation()?;
+        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).usage.filter(|(g, _, _)| *g == generation);
+        let (used_bytes, inodes_used) = match cached {
+            Some((_, b, i)) => (b, i),
+            None => {
+                let (b, i) = self.store.usage()?;
+                self.cache.lock().unwrap_or_else(|e| e.into_inner()).usage = Some((generation, b, i));
+                (b, i)
+            }
+        };
+        let timestamp_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(1);
+        Ok(FilesystemUsage {
+            timestamp_ns,
+            mountpoint: self.store.root().display().to_string(),
+            used_bytes,
+            inodes_used,
+        })
+    }
+}
