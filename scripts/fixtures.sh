@@ -29,6 +29,7 @@
 #   fixture/artifact:latest      non-image OCI artifact
 #   fixture/nomediatype:latest   OCI manifest without top-level mediaType
 #   fixture/big:latest           only with IMGSVC_FIXTURE_BIG_MB
+
 # jq programs use $variables inside single quotes on purpose.
 # shellcheck disable=SC2016
 set -euo pipefail
@@ -58,7 +59,8 @@ need() { # need CMD PACKAGE
 }
 
 usage() {
-    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The header comment (up to the first blank line) is the help text.
+    awk 'NR > 1 && /^$/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
     exit 2
 }
 

@@ -15,6 +15,7 @@
 #   --tls CERT KEY   serve HTTPS with this certificate/key pair
 #   --proxy URL      make this registry a pull-through cache of URL
 #                    (distribution then refuses pushes)
+
 set -euo pipefail
 
 die() { echo "registry.sh: $*" >&2; exit 1; }
@@ -24,7 +25,8 @@ need() { # need CMD PACKAGE: fail early with the apt package to install
 }
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The header comment (up to the first blank line) is the help text.
+    awk 'NR > 1 && /^$/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
     exit 2
 }
 

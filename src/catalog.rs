@@ -210,3 +210,63 @@ pub(crate) fn remove_name(index: &mut LayoutIndex, name: &Reference) -> Vec<Desc
     index.manifests = kept;
     gone
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn entry(image: &str, tag: Option<&str>, manifest: &str) -> NewEntry {
+        let repo = tag.map(|t| t.rsplit_once(':').unwrap().0.to_string()).unwrap_or_else(|| "example.com/app".into());
+        NewEntry {
+            id: image.to_string(),
+            manifest: Descriptor { media_type: crate::manifest::OCI_MANIFEST.into(), digest: manifest.into(), size: 10, ..Default::default() },
+            tag: tag.map(str::to_string),
+            repo_digest: format!("{repo}@{manifest}"),
+            index_digest: None,
+            size: 100,
+            user: "0".into(),
+            blobs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_moved_tag_leaves_the_old_image_by_digest() {
+        let mut ix = LayoutIndex::default();
+        apply_pull(&mut ix, entry(&id('a'), Some("example.com/app:1"), &id('1')));
+        apply_pull(&mut ix, entry(&id('b'), Some("example.com/app:1"), &id('2')));
+        let cat = Catalog::build(&ix);
+        let old = &cat.images[&id('a')];
+        assert!(old.repo_tags.is_empty());
+        assert_eq!(old.repo_digests.iter().collect::<Vec<_>>(), vec![&format!("example.com/app@{}", id('1'))]);
+        let new = &cat.images[&id('b')];
+        assert_eq!(new.repo_tags.iter().collect::<Vec<_>>(), vec!["example.com/app:1"]);
+        // Pulling the same again changes nothing.
+        apply_pull(&mut ix, entry(&id('b'), Some("example.com/app:1"), &id('2')));
+        assert_eq!(ix.manifests.len(), 2);
+        // By digest after by tag: no extra entry for the same repo digest.
+        apply_pull(&mut ix, entry(&id('b'), None, &id('2')));
+        assert_eq!(ix.manifests.len(), 2);
+    }
+
+    #[test]
+    fn ambiguous_id_prefixes_list_the_candidates() {
+        let mut ix = LayoutIndex::default();
+        let one = format!("sha256:abc1{}", "0".repeat(60));
+        let two = format!("sha256:abc2{}", "0".repeat(60));
+        apply_pull(&mut ix, entry(&one, Some("example.com/one:1"), &id('1')));
+        apply_pull(&mut ix, entry(&two, Some("example.com/two:1"), &id('2')));
+        let cat = Catalog::build(&ix);
+        let err = cat.lookup("abc").err().expect("ambiguous");
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err.message().contains(&one) && err.message().contains(&two), "{err}");
+        assert!(matches!(cat.lookup("abc1").unwrap(), Found::Image(r) if r.id == one));
+        assert!(matches!(cat.lookup("sha256:abc2").unwrap(), Found::Image(r) if r.id == two));
+        assert!(matches!(cat.lookup("abd").unwrap(), Found::Absent));
+        assert_eq!(cat.lookup("ab").err().map(|e| e.kind()), None, "'ab' is a valid short name, absent");
+        assert_eq!(cat.lookup("sha256:ab").err().map(|e| e.kind()), Some(crate::ErrorKind::InvalidArgument));
+    }
+}

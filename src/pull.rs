@@ -285,13 +285,16 @@ async fn fetch_blob(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(imp
         }
         // One fetcher per blob, in any process; the others wait and then skip it.
         match store.try_lock_blob(&d.digest)? {
-            Some(_lock) => {
+            Some(lock) => {
                 if store.has_blob(&d.digest, d.size) {
                     emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
                     return Ok(());
                 }
                 emit(Progress::LayerStarted { digest: d.digest.clone(), size: d.size });
                 download(inner, repo, d, emit).await?;
+                // Waiters re-check the blob after they get the lock, so the
+                // lock file can go once the blob is in place.
+                store.unlock_blob(&d.digest, lock);
                 emit(Progress::LayerDone { digest: d.digest.clone(), size: d.size });
                 return Ok(());
             }

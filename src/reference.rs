@@ -118,8 +118,10 @@ impl fmt::Display for Reference {
     }
 }
 
+/// As in containers/image: a first component is a registry only if it has a
+/// '.' or ':' or is `localhost` (so `UPPER/app` is an invalid docker.io name).
 fn looks_like_domain(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase())
+    first.contains('.') || first.contains(':') || first == "localhost"
 }
 
 /// Validate `sha256:<64 hex>`; other algorithms are not stored by us.
@@ -259,6 +261,7 @@ mod tests {
             ("".into(), "empty"),
             ("Busybox".into(), "lowercase"),
             ("docker.io/Library/busybox".into(), "lowercase"),
+            ("UPPER/case".into(), "lowercase"),
             ("busy box".into(), "character"),
             ("busybox\n".into(), "character"),
             ("busybox@sha256:abc".into(), "64 hex"),

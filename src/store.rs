@@ -171,6 +171,14 @@ impl Store {
         }
     }
 
+    /// Remove a blob's download lock file (while still holding it), then release it.
+    pub fn unlock_blob(&self, digest: &str, lock: File) {
+        if let Ok(hex) = hex_of(digest) {
+            let _ = fs::remove_file(self.ingest_dir().join(format!("{hex}.lock")));
+        }
+        drop(lock);
+    }
+
     /// Take the exclusive metadata lock (blocks).
     pub fn lock(&self) -> Result<MetaLock> {
         let path = self.root.join("imgsvc.lock");

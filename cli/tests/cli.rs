@@ -1,0 +1,95 @@
+//! The `imgsvc` command line against the real registry.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+use common::*;
+use std::process::{Command, Output};
+
+fn imgsvc(root: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imgsvc")).arg("--root").arg(root).args(args).env_remove("IMGSVC_ROOT").output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn pull_list_inspect_remove_fsinfo() {
+    let root = temp_root();
+    let r = root.path();
+    let reference = fixture("small:a");
+    let out = imgsvc(r, &["pull", &reference]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = stdout(&out).trim().to_string();
+    assert_eq!(id, registry_config_digest("fixture/small", "a"));
+    // Not a terminal: one JSON line per progress event on stderr.
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stderr).lines().map(|l| serde_json::from_str(l).expect("a JSON event")).collect();
+    assert_eq!(events.first().unwrap()["type"], "resolved");
+    assert_eq!(events.last().unwrap()["type"], "committed");
+
+    let out = imgsvc(r, &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let img = &v["images"][0];
+    assert_eq!(img["id"], id.as_str());
+    assert_eq!(img["repoTags"][0], reference.as_str());
+    assert!(img["size"].as_str().unwrap().parse::<u64>().unwrap() > 0, "size is a decimal string");
+    assert_eq!(img["uid"]["value"], "1000");
+    assert_eq!(img["username"], "");
+    assert_eq!(img["pinned"], false);
+
+    let out = imgsvc(r, &["images"]);
+    let table = stdout(&out);
+    assert!(table.lines().next().unwrap().starts_with("IMAGE"), "{table}");
+    assert!(table.contains(&format!("{}/fixture/small", registry())) && table.contains(&id[7..20]), "{table}");
+    assert_eq!(stdout(&imgsvc(r, &["images", "-q"])).trim(), id);
+
+    let out = imgsvc(r, &["inspect", "--json", &id[7..20]]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"]["id"], id.as_str());
+    assert_eq!(v["info"]["imageSpec"]["config"]["User"], "1000:1000");
+
+    let out = imgsvc(r, &["fsinfo", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fs = &v["imageFilesystems"][0];
+    assert_eq!(fs["fsId"]["mountpoint"], r.display().to_string());
+    assert!(fs["usedBytes"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert!(fs["inodesUsed"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert!(fs["timestamp"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    assert_eq!(v["containerFilesystems"], serde_json::json!([]));
+
+    let out = imgsvc(r, &["rmi", &reference]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), format!("Deleted: {reference}"));
+    assert_eq!(stdout(&imgsvc(r, &["images", "-q"])).trim(), "");
+    // Missing images: inspect says so and exits 1; rmi succeeds.
+    let out = imgsvc(r, &["inspect", &reference]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("no such image {reference:?}"));
+    assert!(imgsvc(r, &["rmi", &reference]).status.success());
+}
+
+#[test]
+fn errors_are_one_line_and_non_zero() {
+    let root = temp_root();
+    for args in [vec!["pull", "Not/Valid"], vec!["pull", &fixture("small:missing-tag")], vec!["untag", "sha256:abc"]] {
+        let out = imgsvc(root.path(), &args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("imgsvc: "), "{err}");
+    }
+    let out = imgsvc(root.path(), &["pull", &fixture("small:missing-tag")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn default_root_comes_from_the_environment() {
+    let root = temp_root();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgsvc")).args(["fsinfo", "--json"]).env("IMGSVC_ROOT", root.path()).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["imageFilesystems"][0]["fsId"]["mountpoint"], root.path().display().to_string());
+    assert!(root.path().join("oci-layout").exists() && root.path().join("index.json").exists());
+}
