@@ -39,7 +39,12 @@ impl BlockingService {
     }
 
     /// Pull; `progress` runs on this thread and returns `false` to cancel.
-    pub fn pull(&self, image: &str, auth: Option<&Auth>, progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>) -> Result<String> {
+    pub fn pull(
+        &self,
+        image: &str,
+        auth: Option<&Auth>,
+        progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
+    ) -> Result<String> {
         self.runtime.block_on(self.service.pull(image, auth, progress))
     }
 

@@ -52,7 +52,8 @@ impl Catalog {
         let mut cat = Catalog::default();
         for d in &index.manifests {
             let Some(id) = annotation(d, IMAGE_ID) else { continue };
-            let rec = cat.images.entry(id.to_string()).or_insert_with(|| Record { id: id.to_string(), ..Default::default() });
+            let rec =
+                cat.images.entry(id.to_string()).or_insert_with(|| Record { id: id.to_string(), ..Default::default() });
             let pulled_at: u64 = annotation(d, PULLED_AT).and_then(|s| s.parse().ok()).unwrap_or(0);
             if pulled_at >= rec.pulled_at || rec.size == 0 {
                 rec.pulled_at = pulled_at;
@@ -100,7 +101,8 @@ impl Catalog {
         }
         if is_hex && hex.len() >= 3 {
             let from = format!("sha256:{hex}");
-            let matches: Vec<&Record> = self.images.range(from.clone()..).take_while(|(id, _)| id.starts_with(&from)).map(|(_, r)| r).collect();
+            let matches: Vec<&Record> =
+                self.images.range(from.clone()..).take_while(|(id, _)| id.starts_with(&from)).map(|(_, r)| r).collect();
             return match matches.as_slice() {
                 [] => Ok(Found::Absent),
                 [one] => Ok(Found::Image(one)),
@@ -112,7 +114,9 @@ impl Catalog {
         }
         match parsed {
             Some(Err(e)) => Err(e),
-            None if is_hex => Err(Error::invalid(format!("image id prefix {input:?} is too short (at least 3 hex characters)"))),
+            None if is_hex => {
+                Err(Error::invalid(format!("image id prefix {input:?} is too short (at least 3 hex characters)")))
+            }
             None => Err(Error::invalid(format!("{input:?} is not a valid image id"))),
             Some(Ok(_)) => Ok(Found::Absent),
         }
@@ -181,7 +185,12 @@ pub(crate) fn apply_pull(index: &mut LayoutIndex, new: NewEntry) {
             kept.push(old);
         }
     }
-    if new.tag.is_none() && kept.iter().any(|k| annotation(k, IMAGE_ID) == Some(new.id.as_str()) && annotation(k, REPO_DIGEST) == Some(new.repo_digest.as_str())) {
+    if new.tag.is_none()
+        && kept.iter().any(|k| {
+            annotation(k, IMAGE_ID) == Some(new.id.as_str())
+                && annotation(k, REPO_DIGEST) == Some(new.repo_digest.as_str())
+        })
+    {
         // A tag entry already records this digest; refresh nothing else.
     } else {
         kept.push(desc);
@@ -223,7 +232,12 @@ mod tests {
         let repo = tag.map(|t| t.rsplit_once(':').unwrap().0.to_string()).unwrap_or_else(|| "example.com/app".into());
         NewEntry {
             id: image.to_string(),
-            manifest: Descriptor { media_type: crate::manifest::OCI_MANIFEST.into(), digest: manifest.into(), size: 10, ..Default::default() },
+            manifest: Descriptor {
+                media_type: crate::manifest::OCI_MANIFEST.into(),
+                digest: manifest.into(),
+                size: 10,
+                ..Default::default()
+            },
             tag: tag.map(str::to_string),
             repo_digest: format!("{repo}@{manifest}"),
             index_digest: None,
@@ -250,6 +264,17 @@ mod tests {
         // By digest after by tag: no extra entry for the same repo digest.
         apply_pull(&mut ix, entry(&id('b'), None, &id('2')));
         assert_eq!(ix.manifests.len(), 2);
+    }
+
+    #[test]
+    fn short_names_find_docker_hub_images() {
+        let mut ix = LayoutIndex::default();
+        apply_pull(&mut ix, entry(&id('a'), Some("docker.io/library/busybox:latest"), &id('1')));
+        let cat = Catalog::build(&ix);
+        for name in ["busybox", "busybox:latest", "library/busybox", "docker.io/busybox", "index.docker.io/library/busybox"] {
+            assert!(matches!(cat.lookup(name).unwrap(), Found::Image(r) if r.id == id('a')), "{name}");
+        }
+        assert!(matches!(cat.lookup("busybox:1").unwrap(), Found::Absent));
     }
 
     #[test]

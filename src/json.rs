@@ -60,7 +60,9 @@ pub fn progress(p: &Progress) -> Value {
             "totalBytes": total_bytes, "layers": layers,
         }),
         Progress::LayerStarted { digest, size } => json!({ "type": "layer_started", "digest": digest, "size": size }),
-        Progress::Bytes { digest, done, total } => json!({ "type": "bytes", "digest": digest, "done": done, "total": total }),
+        Progress::Bytes { digest, done, total } => {
+            json!({ "type": "bytes", "digest": digest, "done": done, "total": total })
+        }
         Progress::LayerDone { digest, size } => json!({ "type": "layer_done", "digest": digest, "size": size }),
         Progress::LayerSkipped { digest, size } => json!({ "type": "layer_skipped", "digest": digest, "size": size }),
         Progress::Committed { image_id } => json!({ "type": "committed", "imageId": image_id }),

@@ -17,7 +17,8 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// What we send in `Accept`: schema 1 is included so we can name it in the error.
-pub const ACCEPTED: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1];
+pub const ACCEPTED: &[&str] =
+    &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1];
 
 /// Largest manifest or index we read, as containers/image and containerd do.
 pub const MANIFEST_MAX: usize = 4 << 20;
@@ -106,14 +107,18 @@ struct Probe {
 pub fn parse_document(body: &[u8], content_type: Option<&str>, what: &str) -> Result<Document> {
     let probe: Probe = serde_json::from_slice(body)
         .map_err(|e| Error::integrity(format!("{what}: manifest is not valid JSON: {e}")))?;
-    let declared = probe.media_type.clone().or_else(|| content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string()));
+    let declared =
+        probe.media_type.clone().or_else(|| content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string()));
     if probe.schema_version == Some(1) || matches!(declared.as_deref(), Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED)) {
         return Err(Error::unsupported(format!(
             "{what}: Docker schema 1 manifests are not supported (the image must be re-pushed with schema 2 or OCI)"
         )));
     }
     if probe.schema_version != Some(2) {
-        return Err(Error::unsupported(format!("{what}: unsupported manifest schemaVersion {:?}", probe.schema_version)));
+        return Err(Error::unsupported(format!(
+            "{what}: unsupported manifest schemaVersion {:?}",
+            probe.schema_version
+        )));
     }
     let is_index = match probe.media_type.as_deref() {
         Some(OCI_INDEX | DOCKER_LIST) => true,
@@ -123,12 +128,13 @@ pub fn parse_document(body: &[u8], content_type: Option<&str>, what: &str) -> Re
         None => probe.manifests.is_some() && probe.config.is_none(),
     };
     if is_index {
-        let index: Index = serde_json::from_slice(body).map_err(|e| Error::integrity(format!("{what}: malformed image index: {e}")))?;
+        let index: Index = serde_json::from_slice(body)
+            .map_err(|e| Error::integrity(format!("{what}: malformed image index: {e}")))?;
         let media_type = probe.media_type.unwrap_or_else(|| OCI_INDEX.to_string());
         Ok(Document::Index { media_type, index })
     } else {
-        let manifest: Manifest =
-            serde_json::from_slice(body).map_err(|e| Error::integrity(format!("{what}: malformed image manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(body)
+            .map_err(|e| Error::integrity(format!("{what}: malformed image manifest: {e}")))?;
         let media_type = probe.media_type.unwrap_or_else(|| OCI_MANIFEST.to_string());
         Ok(Document::Manifest { media_type, manifest })
     }
@@ -202,7 +208,12 @@ fn amd64_variants() -> Vec<&'static str> {
 
 /// Choose the index entry for (os, arch) with the most preferred variant;
 /// attestation entries and entries without a platform are skipped.
-pub fn choose_platform<'a>(entries: &'a [Descriptor], os: &str, arch: &str, variants: &[&str]) -> Option<&'a Descriptor> {
+pub fn choose_platform<'a>(
+    entries: &'a [Descriptor],
+    os: &str,
+    arch: &str,
+    variants: &[&str],
+) -> Option<&'a Descriptor> {
     let candidates = entries.iter().filter(|d| {
         d.annotations.get("vnd.docker.reference.type").map(String::as_str) != Some("attestation-manifest")
             && d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch)

@@ -155,7 +155,11 @@ pub(crate) async fn pull(
 }
 
 /// `fut` unless the configured no-progress time passes first.
-async fn in_time<T>(limit: Duration, what: impl FnOnce() -> String, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn in_time<T>(
+    limit: Duration,
+    what: impl FnOnce() -> String,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     if limit.is_zero() {
         return fut.await;
     }
@@ -165,7 +169,12 @@ async fn in_time<T>(limit: Duration, what: impl FnOnce() -> String, fut: impl st
     }
 }
 
-async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, events: &broadcast::Sender<Progress>) -> Result<String> {
+async fn run(
+    inner: &Arc<Inner>,
+    reference: Reference,
+    auth: Option<Auth>,
+    events: &broadcast::Sender<Progress>,
+) -> Result<String> {
     let started = Instant::now();
     let limit = inner.options.progress_timeout;
     let emit = |ev: Progress| {
@@ -185,7 +194,14 @@ async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, event
                     .manifests
                     .iter()
                     .filter_map(|d| d.platform.as_ref())
-                    .map(|p| format!("{}/{}{}", p.os, p.architecture, p.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()))
+                    .map(|p| {
+                        format!(
+                            "{}/{}{}",
+                            p.os,
+                            p.architecture,
+                            p.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()
+                        )
+                    })
                     .collect();
                 Error::unsupported(format!(
                     "{what}: the image index has no manifest for {os}/{arch} (it has: {})",
@@ -193,7 +209,8 @@ async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, event
                 ))
             })?;
             let entry = entry.clone();
-            let (body, digest) = in_time(limit, || format!("fetching {what}"), repo.manifest(Some(&entry.digest))).await?;
+            let (body, digest) =
+                in_time(limit, || format!("fetching {what}"), repo.manifest(Some(&entry.digest))).await?;
             let doc = manifest::parse_document(&body, None, &what)?;
             (Some((top_body, top_digest, entry)), body, digest, doc)
         }
@@ -201,13 +218,19 @@ async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, event
     };
     let (manifest_media_type, manifest) = match doc {
         Document::Manifest { media_type, manifest } => (media_type, manifest),
-        Document::Index { .. } => return Err(Error::unsupported(format!("{what}: nested image indexes are not supported"))),
+        Document::Index { .. } => {
+            return Err(Error::unsupported(format!("{what}: nested image indexes are not supported")))
+        }
     };
     manifest.check_is_image(&what)?;
     if manifest.config.size > manifest::CONFIG_MAX {
-        return Err(Error::unsupported(format!("{what}: image config is {} bytes, over the limit", manifest.config.size)));
+        return Err(Error::unsupported(format!(
+            "{what}: image config is {} bytes, over the limit",
+            manifest.config.size
+        )));
     }
-    let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone()).chain(manifest.layers.iter().cloned()).collect();
+    let blobs: Vec<Descriptor> =
+        std::iter::once(manifest.config.clone()).chain(manifest.layers.iter().cloned()).collect();
     let total: u64 = blobs.iter().map(|b| b.size).sum();
     emit(Progress::Resolved {
         image: what.clone(),
@@ -229,10 +252,7 @@ async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, event
     loop {
         let parallel = inner.options.max_parallel_downloads.max(1);
         let fetches: Vec<_> = blobs.iter().map(|d| fetch_blob(inner, &repo, d, &emit)).collect();
-        let results: Vec<Result<()>> = futures_util::stream::iter(fetches)
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
+        let results: Vec<Result<()>> = futures_util::stream::iter(fetches).buffer_unordered(parallel).collect().await;
         for r in results {
             r?;
         }
@@ -410,4 +430,3 @@ async fn download(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl 
     sent?;
     written
 }
-

@@ -115,7 +115,10 @@ fn classify_tls_failure(err: &reqwest::Error) -> TlsFailure {
     // io::Error hides the error it wraps from source(); look inside it too.
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|b| b as &(dyn std::error::Error + 'static));
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|b| b as &(dyn std::error::Error + 'static));
         for candidate in [Some(e), inner].into_iter().flatten() {
             if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
                 return match tls {
@@ -151,10 +154,11 @@ pub(crate) fn registry_auth(auth: Option<&Auth>) -> Result<RegistryAuth> {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.auth.trim())
             .map_err(|_| Error::invalid("auth: the `auth` field is not valid base64"))?;
-        let text = String::from_utf8(decoded).map_err(|_| Error::invalid("auth: the decoded `auth` field is not UTF-8"))?;
-        let (user, pass) = text
-            .split_once(':')
-            .ok_or_else(|| Error::invalid("auth: the decoded `auth` field has no ':' between user name and password"))?;
+        let text =
+            String::from_utf8(decoded).map_err(|_| Error::invalid("auth: the decoded `auth` field is not UTF-8"))?;
+        let (user, pass) = text.split_once(':').ok_or_else(|| {
+            Error::invalid("auth: the decoded `auth` field has no ':' between user name and password")
+        })?;
         return Ok(RegistryAuth::Basic(user.to_string(), pass.trim_matches('\0').to_string()));
     }
     if !auth.identity_token.is_empty() {
@@ -232,7 +236,9 @@ impl Repo {
         let (registry, repo) = (self.reference.domain().to_string(), self.reference.path().to_string());
         match digest.or(self.reference.digest()) {
             Some(d) => oci_client::Reference::with_digest(registry, repo, d.to_string()),
-            None => oci_client::Reference::with_tag(registry, repo, self.reference.tag().unwrap_or("latest").to_string()),
+            None => {
+                oci_client::Reference::with_tag(registry, repo, self.reference.tag().unwrap_or("latest").to_string())
+            }
         }
     }
 
@@ -267,8 +273,14 @@ impl Repo {
 
     /// Open a blob stream starting at `offset`. `Ok((stream, true))` when the
     /// registry honoured the range, `(stream, false)` when it sent it whole.
-    pub async fn blob(&self, digest: &str, size: u64, offset: u64) -> Result<(SizedStream, bool), OciDistributionError> {
-        let desc = oci_client::manifest::OciDescriptor { digest: digest.to_string(), size: size as i64, ..Default::default() };
+    pub async fn blob(
+        &self,
+        digest: &str,
+        size: u64,
+        offset: u64,
+    ) -> Result<(SizedStream, bool), OciDistributionError> {
+        let desc =
+            oci_client::manifest::OciDescriptor { digest: digest.to_string(), size: size as i64, ..Default::default() };
         self.client.store_auth_if_needed(self.oci_ref(None).resolve_registry(), &self.auth).await;
         match self.client.pull_blob_stream_partial(&self.oci_ref(None), &desc, offset, None).await? {
             BlobResponse::Partial(s) => Ok((s, true)),
@@ -290,7 +302,9 @@ mod tests {
     use super::*;
     #[test]
     fn loopback() {
-        for host in ["localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "127.1.2.3:80", "[::1]:5000", "[::1]"] {
+        for host in
+            ["localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "127.1.2.3:80", "[::1]:5000", "[::1]"]
+        {
             assert!(is_loopback(host), "{host}");
         }
         for host in ["docker.io", "10.0.0.1:5000", "quay.io", "localhost.example.com", "[fe80::1]:5000"] {

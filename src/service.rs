@@ -191,7 +191,7 @@ impl Inner {
         }
         let (mut index, _) = self.store.read_index()?;
         catalog::apply_pull(&mut index, entry);
-        self.store.write_index(&index)?;
+        self.write_index(&index)?;
         Ok(())
     }
 
@@ -207,7 +207,7 @@ impl Inner {
         if gone.is_empty() {
             return Ok(()); // removed concurrently
         }
-        self.store.write_index(&index)?;
+        self.write_index(&index)?;
         self.collect(&index, &gone)
     }
 
@@ -223,8 +223,18 @@ impl Inner {
         if gone.is_empty() {
             return Err(Error::not_found(format!("no image is named {reference}")));
         }
-        self.store.write_index(&index)?;
+        self.write_index(&index)?;
         self.collect(&index, &gone)
+    }
+
+    /// Write index.json and forget the cached catalog: a file's identity
+    /// (inode, coarse mtime, length) can repeat across quick rewrites.
+    fn write_index(&self, index: &crate::store::LayoutIndex) -> Result<()> {
+        let result = self.store.write_index(index);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.generation = None;
+        cache.usage = None;
+        result
     }
 
     /// Blobs of `manifest` (itself, its config, its layers).
@@ -234,7 +244,8 @@ impl Inner {
         }
         let mut out = vec![d.digest.clone()];
         if let Ok(body) = self.store.read_blob(&d.digest, manifest::MANIFEST_MAX as u64) {
-            if let Ok(manifest::Document::Manifest { manifest, .. }) = manifest::parse_document(&body, None, &d.digest) {
+            if let Ok(manifest::Document::Manifest { manifest, .. }) = manifest::parse_document(&body, None, &d.digest)
+            {
                 out.push(manifest.config.digest.clone());
                 out.extend(manifest.layers.iter().map(|l| l.digest.clone()));
             }

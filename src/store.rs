@@ -195,7 +195,11 @@ impl Store {
     pub fn generation(&self) -> Result<Generation> {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(self.index_path()).map_err(|e| Error::io("reading index.json", e))?;
-        Ok(Generation { ino: m.ino(), mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128, len: m.len() })
+        Ok(Generation {
+            ino: m.ino(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            len: m.len(),
+        })
     }
 
     pub fn read_index(&self) -> Result<(LayoutIndex, Generation)> {
@@ -269,11 +273,8 @@ impl Store {
     /// while the returned lease's lock is held (by any process).
     pub fn lease(&self, digests: &[String]) -> Result<Lease> {
         let path = self.temp_path(&self.lease_dir(), "lease");
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("creating lease", e))?;
+        let mut file =
+            OpenOptions::new().create_new(true).write(true).open(&path).map_err(|e| Error::io("creating lease", e))?;
         file.lock().map_err(|e| Error::io("locking lease", e))?;
         file.write_all(digests.join("\n").as_bytes()).map_err(|e| Error::io("writing lease", e))?;
         Ok(Lease { path, _file: file })

@@ -28,7 +28,10 @@ fn debian_image_pull_has_cri_identity_and_is_an_oci_layout() {
     assert_eq!(events.last(), Some(&Progress::Committed { image_id: id.clone() }));
     for l in layers {
         let d = l["digest"].as_str().unwrap();
-        assert!(events.iter().any(|e| matches!(e, Progress::LayerDone { digest, .. } if digest == d)), "layer {d} done");
+        assert!(
+            events.iter().any(|e| matches!(e, Progress::LayerDone { digest, .. } if digest == d)),
+            "layer {d} done"
+        );
     }
 
     let images = svc.list(None).unwrap();
@@ -38,7 +41,9 @@ fn debian_image_pull_has_cri_identity_and_is_an_oci_layout() {
     assert_eq!(img.repo_digests, vec![format!("{}/fixture/debian@{manifest_digest}", registry())]);
     let want_size: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum::<u64>()
         + manifest["config"]["size"].as_u64().unwrap()
-        + std::fs::metadata(root.path().join("blobs/sha256").join(manifest_digest.trim_start_matches("sha256:"))).unwrap().len();
+        + std::fs::metadata(root.path().join("blobs/sha256").join(manifest_digest.trim_start_matches("sha256:")))
+            .unwrap()
+            .len();
     assert_eq!(img.size, want_size);
     assert_eq!(img.uid, Some(65534));
     assert_eq!(img.username, "");
@@ -50,11 +55,18 @@ fn debian_image_pull_has_cri_identity_and_is_an_oci_layout() {
         use sha2::Digest;
         assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))), d);
     }
-    let leftovers: Vec<_> = files_under(&root.path().join("ingest")).into_iter().filter(|p| !p.to_string_lossy().ends_with(".lock")).collect();
+    let leftovers: Vec<_> = files_under(&root.path().join("ingest"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".lock"))
+        .collect();
     assert!(leftovers.is_empty(), "ingest leftovers: {leftovers:?}");
 
     // Standard tools read the store.
-    let out = Command::new("skopeo").arg("inspect").arg(format!("oci:{}:{reference}", root.path().display())).output().unwrap();
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{reference}", root.path().display()))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Digest"].as_str(), Some(manifest_digest.as_str()));
@@ -70,7 +82,8 @@ fn debian_image_pull_has_cri_identity_and_is_an_oci_layout() {
     assert!(svc.status(&reference, false).unwrap().unwrap().info.is_empty());
 
     // Re-pull skips every blob and fetches none.
-    let gets_before: Vec<_> = layers.iter().map(|l| blob_gets("fixture/debian", l["digest"].as_str().unwrap())).collect();
+    let gets_before: Vec<_> =
+        layers.iter().map(|l| blob_gets("fixture/debian", l["digest"].as_str().unwrap())).collect();
     let mut skipped = 0;
     let mut cb = |p: &Progress| {
         if matches!(p, Progress::LayerSkipped { .. }) {
@@ -80,7 +93,8 @@ fn debian_image_pull_has_cri_identity_and_is_an_oci_layout() {
     };
     assert_eq!(svc.pull(&reference, None, Some(&mut cb)).unwrap(), id);
     assert_eq!(skipped, layers.len() + 1);
-    let gets_after: Vec<_> = layers.iter().map(|l| blob_gets("fixture/debian", l["digest"].as_str().unwrap())).collect();
+    let gets_after: Vec<_> =
+        layers.iter().map(|l| blob_gets("fixture/debian", l["digest"].as_str().unwrap())).collect();
     assert_eq!(gets_before, gets_after, "a re-pull fetched blobs again");
 
     // fs_info counts what is stored and names the store's root.
@@ -114,14 +128,20 @@ fn same_config_under_other_manifests_is_one_image() {
     let small = images.iter().find(|i| i.id == a).unwrap();
     assert!(small.repo_tags.contains(&fixture("small:a")) && small.repo_tags.contains(&fixture("small:b")));
     // Every other name whose config is the same landed on the same image.
-    for (name, id) in ["small-v2s2:latest", "small-zstd:latest", "small-plain:latest", "nomediatype:latest"].iter().zip(&ids[1..]) {
+    for (name, id) in
+        ["small-v2s2:latest", "small-zstd:latest", "small-plain:latest", "nomediatype:latest"].iter().zip(&ids[1..])
+    {
         let img = images.iter().find(|i| &i.id == id).unwrap();
         assert!(img.repo_tags.contains(&fixture(name)), "{name} listed on {}", img.id);
         let (_, digest) = registry_manifest(&format!("fixture/{}", name.split(':').next().unwrap()), "latest");
         let rd = format!("{}/fixture/{}@{digest}", registry(), name.split(':').next().unwrap());
         assert!(img.repo_digests.contains(&rd), "{rd} in {:?}", img.repo_digests);
     }
-    assert_eq!(images.len(), ids.iter().collect::<std::collections::BTreeSet<_>>().len(), "one image per config digest");
+    assert_eq!(
+        images.len(),
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        "one image per config digest"
+    );
 
     // untag: one name goes, the image stays while names remain.
     svc.untag(&fixture("small:a")).unwrap();
@@ -175,7 +195,8 @@ fn lookups_by_every_kind_of_name() {
 #[test]
 fn users_pins_and_shared_blobs() {
     let root = temp_root();
-    let svc = open_with(root.path(), |o| o.pinned = vec![fixture("root:latest"), format!("{}/fixture/nam*", registry())]);
+    let svc =
+        open_with(root.path(), |o| o.pinned = vec![fixture("root:latest"), format!("{}/fixture/nam*", registry())]);
     let root_id = svc.pull(&fixture("root:latest"), None, None).unwrap();
     let named_id = svc.pull(&fixture("named:latest"), None, None).unwrap();
     let small_id = svc.pull(&fixture("small:a"), None, None).unwrap();
@@ -213,10 +234,17 @@ fn multi_platform_index_resolves_to_this_machine() {
     let id = svc.pull(&fixture("multi:latest"), None, None).unwrap();
     assert_eq!(id, registry_config_digest("fixture/multi", entry["digest"].as_str().unwrap()));
     let img = svc.status(&fixture("multi:latest"), false).unwrap().unwrap().image;
-    assert_eq!(img.repo_digests, vec![format!("{}@{index_digest}", fixture("multi"))], "the repo digest is the index digest");
+    assert_eq!(
+        img.repo_digests,
+        vec![format!("{}@{index_digest}", fixture("multi"))],
+        "the repo digest is the index digest"
+    );
     // Both the index and the platform manifest digest find it.
     for d in [index_digest.as_str(), entry["digest"].as_str().unwrap()] {
-        assert_eq!(svc.status(&format!("{}@{d}", fixture("multi")), false).unwrap().map(|s| s.image.id), Some(id.clone()));
+        assert_eq!(
+            svc.status(&format!("{}@{d}", fixture("multi")), false).unwrap().map(|s| s.image.id),
+            Some(id.clone())
+        );
     }
     // Pulled by digest: no tag, one repo digest.
     let root2 = temp_root();
@@ -268,7 +296,10 @@ fn cancelling_leaves_no_partial_image() {
     assert!(svc.list(None).unwrap().is_empty());
     // The job stops with its last waiter; give it a moment, then nothing partial remains.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let partial: Vec<_> = files_under(&root.path().join("ingest")).into_iter().filter(|p| !p.to_string_lossy().ends_with(".lock")).collect();
+    let partial: Vec<_> = files_under(&root.path().join("ingest"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".lock"))
+        .collect();
     assert!(partial.is_empty(), "partial downloads left: {partial:?}");
 
     // A cancel token from another thread.
@@ -294,8 +325,13 @@ fn concurrent_pulls_fetch_each_blob_once() {
     let root = temp_root();
     let svc = std::sync::Arc::new(open(root.path()));
     let (m, _) = registry_manifest(&repo, "v1");
-    let digests: Vec<String> = m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string())
-        .chain(std::iter::once(m["config"]["digest"].as_str().unwrap().to_string())).collect();
+    let digests: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .chain(std::iter::once(m["config"]["digest"].as_str().unwrap().to_string()))
+        .collect();
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let (svc, reference) = (svc.clone(), reference.clone());
@@ -353,7 +389,20 @@ fn loopback_tls_with_an_untrusted_certificate_is_an_error_not_a_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)

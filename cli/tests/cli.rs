@@ -6,7 +6,13 @@ use common::*;
 use std::process::{Command, Output};
 
 fn imgsvc(root: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgsvc")).arg("--root").arg(root).args(args).env_remove("IMGSVC_ROOT").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("IMGSVC_ROOT")
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -87,7 +93,11 @@ fn errors_are_one_line_and_non_zero() {
 #[test]
 fn default_root_comes_from_the_environment() {
     let root = temp_root();
-    let out = Command::new(env!("CARGO_BIN_EXE_imgsvc")).args(["fsinfo", "--json"]).env("IMGSVC_ROOT", root.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+        .args(["fsinfo", "--json"])
+        .env("IMGSVC_ROOT", root.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["imageFilesystems"][0]["fsId"]["mountpoint"], root.path().display().to_string());

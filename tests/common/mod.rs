@@ -11,7 +11,11 @@ use std::sync::OnceLock;
 /// The repository root (tests of the cli crate include this file too).
 pub fn repo_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if here.join("scripts").exists() { here } else { here.parent().unwrap().to_path_buf() }
+    if here.join("scripts").exists() {
+        here
+    } else {
+        here.parent().unwrap().to_path_buf()
+    }
 }
 
 struct Registry {
