@@ -93,32 +93,51 @@ impl Catalog {
         }
         let parsed = if input.starts_with("sha256:") { None } else { Some(Reference::parse(input)) };
         if let Some(Ok(r)) = &parsed {
-            let key = r.to_string();
-            let hit = if r.digest().is_some() { self.by_digest.get(&key) } else { self.by_tag.get(&key) };
-            if let Some(id) = hit {
-                return Ok(self.images.get(id).map_or(Found::Absent, Found::Image));
+            if let Found::Image(rec) = self.lookup_name(r) {
+                return Ok(Found::Image(rec));
             }
-        }
-        if is_hex && hex.len() >= 3 {
-            let from = format!("sha256:{hex}");
-            let matches: Vec<&Record> =
-                self.images.range(from.clone()..).take_while(|(id, _)| id.starts_with(&from)).map(|(_, r)| r).collect();
-            return match matches.as_slice() {
-                [] => Ok(Found::Absent),
-                [one] => Ok(Found::Image(one)),
-                many => Err(Error::invalid(format!(
-                    "image id prefix {input:?} is ambiguous: it matches {}",
-                    many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
-                ))),
-            };
         }
         match parsed {
-            Some(Err(e)) => Err(e),
-            None if is_hex => {
+            Some(Err(e)) if !is_hex || hex.len() < 3 => Err(e),
+            _ => self.lookup_id(input),
+        }
+    }
+
+    /// The image a normalized name (tagged, or `repo@digest`) points to.
+    pub fn lookup_name(&self, r: &Reference) -> Found<'_> {
+        let key = r.to_string();
+        let hit = if r.digest().is_some() { self.by_digest.get(&key) } else { self.by_tag.get(&key) };
+        hit.and_then(|id| self.images.get(id)).map_or(Found::Absent, Found::Image)
+    }
+
+    /// The image an id or id prefix (at least 3 hex characters) names.
+    pub fn lookup_id(&self, input: &str) -> Result<Found<'_>> {
+        let hex = input.strip_prefix("sha256:").unwrap_or(input);
+        let is_hex = !hex.is_empty() && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !is_hex {
+            return if input.starts_with("sha256:") {
+                Err(Error::invalid(format!("{input:?} is not a valid image id")))
+            } else {
+                Ok(Found::Absent)
+            };
+        }
+        if hex.len() < 3 {
+            return if input.starts_with("sha256:") {
                 Err(Error::invalid(format!("image id prefix {input:?} is too short (at least 3 hex characters)")))
-            }
-            None => Err(Error::invalid(format!("{input:?} is not a valid image id"))),
-            Some(Ok(_)) => Ok(Found::Absent),
+            } else {
+                Ok(Found::Absent)
+            };
+        }
+        let from = format!("sha256:{hex}");
+        let matches: Vec<&Record> =
+            self.images.range(from.clone()..).take_while(|(id, _)| id.starts_with(&from)).map(|(_, r)| r).collect();
+        match matches.as_slice() {
+            [] => Ok(Found::Absent),
+            [one] => Ok(Found::Image(one)),
+            many => Err(Error::invalid(format!(
+                "image id prefix {input:?} is ambiguous: it matches {}",
+                many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
         }
     }
 }
@@ -271,7 +290,9 @@ mod tests {
         let mut ix = LayoutIndex::default();
         apply_pull(&mut ix, entry(&id('a'), Some("docker.io/library/busybox:latest"), &id('1')));
         let cat = Catalog::build(&ix);
-        for name in ["busybox", "busybox:latest", "library/busybox", "docker.io/busybox", "index.docker.io/library/busybox"] {
+        for name in
+            ["busybox", "busybox:latest", "library/busybox", "docker.io/busybox", "index.docker.io/library/busybox"]
+        {
             assert!(matches!(cat.lookup(name).unwrap(), Found::Image(r) if r.id == id('a')), "{name}");
         }
         assert!(matches!(cat.lookup("busybox:1").unwrap(), Found::Absent));

@@ -31,4 +31,4 @@ pub use manifest::user_to_uid;
 pub use pull::CancelToken;
 pub use reference::Reference;
 pub use service::Service;
-pub use types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress};
+pub use types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress, RegistryOptions};

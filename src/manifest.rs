@@ -71,8 +71,6 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
     #[serde(default)]
     pub artifact_type: Option<String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
 }
 
 /// An image index (OCI) or manifest list (Docker).
@@ -86,7 +84,7 @@ pub struct Index {
 #[derive(Debug, Clone)]
 pub enum Document {
     Manifest { media_type: String, manifest: Manifest },
-    Index { media_type: String, index: Index },
+    Index { index: Index },
 }
 
 #[derive(Deserialize)]
@@ -130,8 +128,7 @@ pub fn parse_document(body: &[u8], content_type: Option<&str>, what: &str) -> Re
     if is_index {
         let index: Index = serde_json::from_slice(body)
             .map_err(|e| Error::integrity(format!("{what}: malformed image index: {e}")))?;
-        let media_type = probe.media_type.unwrap_or_else(|| OCI_INDEX.to_string());
-        Ok(Document::Index { media_type, index })
+        Ok(Document::Index { index })
     } else {
         let manifest: Manifest = serde_json::from_slice(body)
             .map_err(|e| Error::integrity(format!("{what}: malformed image manifest: {e}")))?;

@@ -74,7 +74,7 @@ pub(crate) async fn pull(
     cancel: Option<&CancelToken>,
 ) -> Result<String> {
     let reference = Reference::parse(image)?;
-    registry::registry_auth(auth)?; // reject malformed credentials before any work
+    registry::credentials::check_cri(auth)?; // reject malformed credentials before any work
     let key = PullKey {
         reference: reference.to_string(),
         auth: {
@@ -175,16 +175,59 @@ async fn run(
     auth: Option<Auth>,
     events: &broadcast::Sender<Progress>,
 ) -> Result<String> {
+    // A short name may stand for several candidates: the first that pulls wins.
+    let mut last = None;
+    for candidate in inner.registries.candidates(&reference)? {
+        match pull_one(inner, candidate, auth.as_ref(), events).await {
+            Ok(id) => return Ok(id),
+            Err(e) => {
+                tracing::debug!(image = %reference, error = %e, "candidate failed");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::internal("no candidates")))
+}
+
+/// Resolve `reference` at the first endpoint that answers: mirrors in order
+/// (skipped when down or lacking the image), then the origin.
+async fn resolve(
+    inner: &Arc<Inner>,
+    reference: &Reference,
+    auth: Option<&Auth>,
+) -> Result<(Repo, bytes::Bytes, String)> {
+    let limit = inner.options.progress_timeout;
+    for source in inner.registries.sources(reference)? {
+        let attempt = async {
+            let repo = inner.registries.connect(&source, auth).await?;
+            let (body, digest) =
+                in_time(limit, || format!("fetching {}", source.reference), repo.manifest(None)).await?;
+            Ok::<_, Error>((repo, body, digest))
+        }
+        .await;
+        match attempt {
+            Ok(found) => return Ok(found),
+            Err(e) if source.mirror => {
+                tracing::info!(mirror = %source.reference, error = %e, "mirror failed; trying the next endpoint");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::internal("no endpoint to pull from"))
+}
+
+async fn pull_one(
+    inner: &Arc<Inner>,
+    reference: Reference,
+    auth: Option<&Auth>,
+    events: &broadcast::Sender<Progress>,
+) -> Result<String> {
     let started = Instant::now();
     let limit = inner.options.progress_timeout;
     let emit = |ev: Progress| {
         let _ = events.send(ev);
     };
-    let scheme = inner.endpoints.scheme(reference.domain()).await?;
-    let client = inner.endpoints.client(scheme, None);
-    let repo = Repo::new(client, registry::registry_auth(auth.as_ref())?, reference.clone());
-
-    let (top_body, top_digest) = in_time(limit, || format!("fetching {reference}"), repo.manifest(None)).await?;
+    let (repo, top_body, top_digest) = resolve(inner, &reference, auth).await?;
     let what = reference.to_string();
     let (index, manifest_body, manifest_digest, doc) = match manifest::parse_document(&top_body, None, &what)? {
         Document::Index { index, .. } => {
@@ -356,21 +399,18 @@ async fn download(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl 
         let mut last_report = Instant::now();
         while offset < d.size || (d.size == 0 && attempts == 0) {
             let opened = in_time(limit, || format!("fetching blob {}", d.digest), async {
-                Ok(repo.blob(&d.digest, d.size, offset).await.map_err(|e| {
-                    let transient = registry::is_transient(&e);
-                    (registry::map_error(&format!("fetching blob {}", d.digest), e), transient)
-                }))
+                Ok(repo.blob(&d.digest, offset).await)
             })
             .await?;
             let (mut stream, ranged) = match opened {
-                Ok(s) => s,
-                Err((e, true)) if attempts + 1 < MAX_ATTEMPTS => {
+                Ok(b) => (b.stream, b.ranged),
+                Err(e) if registry::is_transient(&e) && attempts + 1 < MAX_ATTEMPTS => {
                     attempts += 1;
                     tracing::debug!(blob = %d.digest, error = %e, attempts, "retrying blob");
-                    tokio::time::sleep(registry::backoff(attempts)).await;
+                    tokio::time::sleep(registry::backoff(attempts, Some(&e))).await;
                     continue;
                 }
-                Err((e, _)) => return Err(e),
+                Err(e) => return Err(e),
             };
             if !ranged && offset > 0 {
                 tx.send(Chunk::Restart).await.map_err(|_| Error::internal("blob writer stopped"))?;
@@ -396,16 +436,13 @@ async fn download(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl 
                             emit(Progress::Bytes { digest: d.digest.clone(), done: offset, total: d.size });
                         }
                     }
-                    Some(Err(e)) if e.to_string().contains("igest") => {
-                        return Err(Error::integrity(format!("blob {}: {e}", d.digest)));
-                    }
                     Some(Err(e)) => {
                         attempts += 1;
                         if attempts >= MAX_ATTEMPTS {
                             return Err(Error::unavailable(format!("downloading blob {}: {e} (after {attempts} attempts)", d.digest)));
                         }
                         tracing::debug!(blob = %d.digest, error = %e, offset, "connection broke; resuming");
-                        tokio::time::sleep(registry::backoff(attempts)).await;
+                        tokio::time::sleep(registry::backoff(attempts, None)).await;
                         break;
                     }
                     None if offset < d.size => {

@@ -21,7 +21,8 @@ pub struct Reference {
     path: String,
     tag: Option<String>,
     digest: Option<String>,
-    short: bool,
+    /// The name as written, without registry, when the input was short.
+    short: Option<String>,
 }
 
 impl Reference {
@@ -54,8 +55,8 @@ impl Reference {
             return Err(bad("a 64-character hexadecimal string is an image id, not a name"));
         }
         let (domain, path, short) = match name.split_once('/') {
-            Some((first, remainder)) if looks_like_domain(first) => (first.to_string(), remainder.to_string(), false),
-            _ => (DOCKER_HUB.to_string(), name.to_string(), true),
+            Some((first, remainder)) if looks_like_domain(first) => (first.to_string(), remainder.to_string(), None),
+            _ => (DOCKER_HUB.to_string(), name.to_string(), Some(name.to_string())),
         };
         check_domain(&domain).map_err(|why| bad(&why))?;
         let domain = if domain == "index.docker.io" { DOCKER_HUB.to_string() } else { domain };
@@ -93,7 +94,34 @@ impl Reference {
     }
     /// Whether the input named no registry (so registries.conf search may apply).
     pub fn is_short(&self) -> bool {
-        self.short
+        self.short.is_some()
+    }
+    /// The name as written (no registry, no tag) when the input was short.
+    pub fn short_name(&self) -> Option<&str> {
+        self.short.as_deref()
+    }
+    /// This short name qualified with `registry` (a registries.conf search
+    /// entry or an alias target), keeping the tag or digest.
+    pub fn qualified(&self, target: &str) -> Result<Reference> {
+        let mut s = target.to_string();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        Reference::parse(&s)
+    }
+    /// The same tag or digest in another repository (a mirror or a
+    /// registries.conf `location`).
+    pub fn relocated(&self, repository: &str) -> Result<Reference> {
+        let mut r = Reference::parse(repository)?;
+        r.tag = self.tag.clone();
+        r.digest = self.digest.clone();
+        r.short = None;
+        Ok(r)
     }
     /// `domain/path`, the repository name used in repo tags and repo digests.
     pub fn repository(&self) -> String {

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor};
 use crate::pull::{self, CancelToken, Jobs};
 use crate::reference::Reference;
-use crate::registry::Endpoints;
+use crate::registry::Registries;
 use crate::store::{Generation, Store};
 use crate::types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,7 +21,7 @@ pub struct Service {
 pub(crate) struct Inner {
     pub options: Options,
     pub store: Store,
-    pub endpoints: Endpoints,
+    pub registries: Registries,
     pub jobs: Jobs,
     cache: Mutex<Cache>,
     /// Blob lists of manifests (immutable, so cached forever).
@@ -47,11 +47,11 @@ impl Service {
             )));
         }
         let store = Store::open(&options.root)?;
-        let endpoints = Endpoints::new(options.connect_timeout)?;
+        let registries = Registries::new(&options.registry, options.connect_timeout)?;
         let inner = Inner {
             options,
             store,
-            endpoints,
+            registries,
             jobs: Default::default(),
             cache: Default::default(),
             manifest_blobs: Default::default(),
@@ -70,7 +70,7 @@ impl Service {
         let cat = self.inner.catalog()?;
         match filter.filter(|f| !f.is_empty()) {
             None => Ok(cat.images.values().map(|r| self.inner.image(r)).collect()),
-            Some(f) => Ok(match cat.lookup(f)? {
+            Some(f) => Ok(match self.inner.find(&cat, f)? {
                 Found::Image(r) => vec![self.inner.image(r)],
                 Found::Absent => vec![],
             }),
@@ -80,7 +80,7 @@ impl Service {
     /// The image `image` names, or `None` when absent (not an error).
     pub async fn status(&self, image: &str, verbose: bool) -> Result<Option<ImageStatus>> {
         let cat = self.inner.catalog()?;
-        let rec = match cat.lookup(image)? {
+        let rec = match self.inner.find(&cat, image)? {
             Found::Image(r) => r,
             Found::Absent => return Ok(None),
         };
@@ -167,6 +167,28 @@ impl Inner {
         Ok(catalog)
     }
 
+    /// Look an image up; with a registries.conf, a short name means the
+    /// first of its candidates present in the store.
+    fn find<'c>(&self, cat: &'c Catalog, input: &str) -> Result<Found<'c>> {
+        let short = Reference::parse(input).ok().filter(|r| r.is_short() && self.registries.has_conf());
+        let Some(r) = short else { return cat.lookup(input) };
+        match self.registries.candidates(&r) {
+            Ok(candidates) => {
+                for c in candidates {
+                    if let Found::Image(rec) = cat.lookup_name(&c) {
+                        return Ok(Found::Image(rec));
+                    }
+                }
+                cat.lookup_id(input)
+            }
+            // An ambiguous short name may still be an id prefix.
+            Err(e) => match cat.lookup_id(input)? {
+                Found::Image(rec) => Ok(Found::Image(rec)),
+                Found::Absent => Err(e),
+            },
+        }
+    }
+
     fn image(&self, r: &Record) -> Image {
         let (uid, username) = manifest::user_to_uid(&r.user);
         Image {
@@ -197,7 +219,7 @@ impl Inner {
 
     fn remove(&self, image: &str) -> Result<()> {
         let cat = self.catalog()?;
-        let id = match cat.lookup(image)? {
+        let id = match self.find(&cat, image)? {
             Found::Image(r) => r.id.clone(),
             Found::Absent => return Ok(()),
         };

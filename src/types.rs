@@ -19,6 +19,63 @@ pub struct Options {
     pub progress_timeout: Duration,
     /// Timeout for establishing a connection to a registry.
     pub connect_timeout: Duration,
+    /// Registry configuration files (none by default).
+    pub registry: RegistryOptions,
+}
+
+/// The registry configuration files to read. Nothing is read unless named
+/// here, so a library user (and every test) sees only what it asked for;
+/// [`RegistryOptions::system_defaults`] gives the paths CRI-O, podman and
+/// skopeo users already have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// containers-registries.conf v2: search, aliases, mirrors, insecure, blocked.
+    pub registries_conf: Option<PathBuf>,
+    /// Drop-in directory; defaults to `<registries_conf>.d`.
+    pub registries_conf_d: Option<PathBuf>,
+    /// containers auth.json (consulted first).
+    pub auth_file: Option<PathBuf>,
+    /// Docker's config.json (consulted after auth.json).
+    pub docker_config: Option<PathBuf>,
+    /// A certs.d root holding one `<host:port>/` directory per registry
+    /// (`*.crt` CAs, `client.cert` + `client.key`).
+    pub certs_dir: Option<PathBuf>,
+}
+
+impl RegistryOptions {
+    /// The usual locations, where they exist: /etc/containers/registries.conf
+    /// (and .d), `$REGISTRY_AUTH_FILE` or the containers auth.json,
+    /// `$DOCKER_CONFIG/config.json` or ~/.docker/config.json, and
+    /// /etc/containers/certs.d.
+    pub fn system_defaults() -> Self {
+        let existing = |p: PathBuf| p.exists().then_some(p);
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let auth_file = env("REGISTRY_AUTH_FILE").or_else(|| {
+            let runtime = env("XDG_RUNTIME_DIR").unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", uid())));
+            let p = if uid() == 0 {
+                PathBuf::from("/run/containers/0/auth.json")
+            } else {
+                runtime.join("containers/auth.json")
+            };
+            existing(p)
+        });
+        let docker_config = env("DOCKER_CONFIG")
+            .map(|d| d.join("config.json"))
+            .or_else(|| env("HOME").map(|h| h.join(".docker/config.json")))
+            .and_then(existing);
+        RegistryOptions {
+            registries_conf: existing(PathBuf::from("/etc/containers/registries.conf")),
+            registries_conf_d: existing(PathBuf::from("/etc/containers/registries.conf.d")),
+            auth_file,
+            docker_config,
+            certs_dir: existing(PathBuf::from("/etc/containers/certs.d")),
+        }
+    }
+}
+
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }
 
 impl Options {
@@ -30,6 +87,7 @@ impl Options {
             max_parallel_downloads: 4,
             progress_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(30),
+            registry: RegistryOptions::default(),
         }
     }
 
@@ -51,9 +109,7 @@ impl Options {
 }
 
 fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a directory we just created would tell, but /proc/self is simpler.
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    uid() == 0
 }
 
 /// Registry credentials for one pull, as in the CRI `AuthConfig`.

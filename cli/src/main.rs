@@ -23,6 +23,20 @@ struct Cli {
     /// Fail a pull that receives no bytes for this many seconds (0: never)
     #[arg(long, global = true, default_value_t = 300)]
     progress_timeout: u64,
+    /// registries.conf (search, aliases, mirrors, insecure, blocked) [default:
+    /// /etc/containers/registries.conf and its .d directory; "" reads none]
+    #[arg(long, global = true, value_name = "FILE")]
+    registries_conf: Option<String>,
+    /// containers auth.json [default: $REGISTRY_AUTH_FILE or the containers default; "" reads none]
+    #[arg(long, global = true, value_name = "FILE")]
+    auth_file: Option<String>,
+    /// Docker config.json with credentials [default: ~/.docker/config.json; "" reads none]
+    #[arg(long, global = true, value_name = "FILE")]
+    docker_config: Option<String>,
+    /// A certs.d root holding one <host:port>/ directory per registry (ca.crt,
+    /// client.cert, client.key) [default: /etc/containers/certs.d; "" reads none]
+    #[arg(long, global = true, value_name = "DIR")]
+    cert_dir: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +91,26 @@ fn open(cli: &Cli) -> imgsvc::Result<BlockingService> {
     options.pinned = cli.pinned.clone();
     options.max_parallel_downloads = cli.parallel;
     options.progress_timeout = Duration::from_secs(cli.progress_timeout);
+    options.registry = registry_options(cli);
     BlockingService::new(options)
+}
+
+/// System defaults, each replaced by its flag; an empty flag reads nothing.
+fn registry_options(cli: &Cli) -> imgsvc::RegistryOptions {
+    let mut r = imgsvc::RegistryOptions::system_defaults();
+    let pick = |flag: &Option<String>, default: Option<std::path::PathBuf>| match flag {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => default,
+    };
+    if cli.registries_conf.is_some() {
+        r.registries_conf_d = None;
+    }
+    r.registries_conf = pick(&cli.registries_conf, r.registries_conf);
+    r.auth_file = pick(&cli.auth_file, r.auth_file);
+    r.docker_config = pick(&cli.docker_config, r.docker_config);
+    r.certs_dir = pick(&cli.cert_dir, r.certs_dir);
+    r
 }
 
 fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
@@ -180,7 +213,13 @@ fn human_size(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let s = if u == 0 { format!("{n}") } else { format!("{v:.digits$}") };
     let trimmed = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     format!("{trimmed}{}", units[u])
@@ -210,7 +249,11 @@ fn print_table(images: &[Image]) {
         let short_id: String = i.id.trim_start_matches("sha256:").chars().take(13).collect();
         let size = human_size(i.size);
         if i.repo_tags.is_empty() {
-            let repo = i.repo_digests.first().map(|d| d.split('@').next().unwrap_or("<none>").to_string()).unwrap_or("<none>".into());
+            let repo = i
+                .repo_digests
+                .first()
+                .map(|d| d.split('@').next().unwrap_or("<none>").to_string())
+                .unwrap_or("<none>".into());
             rows.push([repo, "<none>".into(), short_id.clone(), size.clone()]);
         }
         for t in &i.repo_tags {
@@ -221,7 +264,17 @@ fn print_table(images: &[Image]) {
     let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = std::io::stdout().lock();
     for r in rows {
-        let _ = writeln!(out, "{:w0$}   {:w1$}   {:w2$}   {}", r[0], r[1], r[2], r[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]);
+        let _ = writeln!(
+            out,
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
     }
 }
 
@@ -252,8 +305,16 @@ impl PullDisplay {
         if self.tty {
             let done: u64 = self.done.values().sum();
             let width = 30usize;
-            let filled = if self.total == 0 { width } else { ((done as f64 / self.total as f64) * width as f64) as usize }.min(width);
-            eprint!("\r[{}{}] {} / {}   ", "#".repeat(filled), ".".repeat(width - filled), human_size(done), human_size(self.total));
+            let filled =
+                if self.total == 0 { width } else { ((done as f64 / self.total as f64) * width as f64) as usize }
+                    .min(width);
+            eprint!(
+                "\r[{}{}] {} / {}   ",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                human_size(done),
+                human_size(self.total)
+            );
             self.drawn = true;
         } else {
             eprintln!("{}", imgsvc::json::progress(p));

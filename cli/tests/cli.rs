@@ -103,3 +103,41 @@ fn default_root_comes_from_the_environment() {
     assert_eq!(v["imageFilesystems"][0]["fsId"]["mountpoint"], root.path().display().to_string());
     assert!(root.path().join("oci-layout").exists() && root.path().join("index.json").exists());
 }
+
+#[test]
+fn registry_flags_reach_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"{}\"]\n[[registry]]\nprefix = \"blocked.example\"\nblocked = true\n",
+            registry()
+        ),
+    )
+    .unwrap();
+    let root = temp_root();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["--auth-file=", "--docker-config=", "--cert-dir="])
+            .arg(format!("--registries-conf={}", conf.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["pull", "fixture/small:a"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out).trim(), registry_config_digest("fixture/small", "a"));
+    let out = run(&["pull", "blocked.example/app"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&conf, "this is = = not toml").unwrap();
+    let out = run(&["images"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registries.conf"));
+}

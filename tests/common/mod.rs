@@ -143,3 +143,164 @@ pub fn stored_blobs(root: &Path) -> std::collections::BTreeSet<String> {
         .filter_map(|p| p.file_name()?.to_str().map(|n| format!("sha256:{n}")))
         .collect()
 }
+
+/// A docker-registry process of a test's own (TLS, auth, proxy...), killed on drop.
+pub struct OwnRegistry {
+    pub addr: String,
+    pub dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OwnRegistry {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+    pub fn blob_gets(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:")).count()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start Debian's docker-registry with `http_extra` under `http:` (e.g. TLS)
+/// and `extra` at the top level (e.g. `auth:` or `proxy:`).
+pub fn start_registry(dir: &Path, http_extra: &str, extra: &str) -> OwnRegistry {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let port = free_port();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-{port}\n{http_extra}\n{extra}\n",
+        dir.join("data").display()
+    );
+    std::fs::write(dir.join("config.yml"), config).unwrap();
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("docker-registry (apt-get install docker-registry)");
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return OwnRegistry { addr, dir: dir.to_path_buf(), child };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!(
+        "registry in {} did not start: {}",
+        dir.display(),
+        std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+    );
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key).
+pub fn make_ca_and_server_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let s = |p: &PathBuf| p.display().to_string();
+    let (ca, ca_key, crt, key, csr, ext) =
+        (p("ca.crt"), p("ca.key"), p("server.crt"), p("server.key"), p("server.csr"), p("ext.cnf"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=imgsvc test CA",
+        "-keyout",
+        &s(&ca_key),
+        "-out",
+        &s(&ca),
+    ]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", &s(&key), "-out", &s(&csr)]);
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca),
+        "-CAkey",
+        &s(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &s(&ext),
+        "-out",
+        &s(&crt),
+    ]);
+    (ca, crt, key)
+}
+
+/// A client certificate signed by the CA in `dir`: (client.cert, client.key).
+pub fn make_client_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let s = |p: &PathBuf| p.display().to_string();
+    let (crt, key, csr, ext) = (p("client.cert"), p("client.key"), p("client.csr"), p("client-ext.cnf"));
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=imgsvc client",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+    ]);
+    std::fs::write(&ext, "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&p("ca.crt")),
+        "-CAkey",
+        &s(&p("ca.key")),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &s(&ext),
+        "-out",
+        &s(&crt),
+    ]);
+    (crt, key)
+}
+
+/// Copy an image between registries with skopeo (extra flags for TLS/auth).
+pub fn skopeo_copy(from: &str, to: &str, flags: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .args(flags)
+        .arg(format!("docker://{from}"))
+        .arg(format!("docker://{to}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy {from} {to}: {}", String::from_utf8_lossy(&out.stderr));
+}
