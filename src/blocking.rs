@@ -67,6 +67,11 @@ impl BlockingService {
         self.runtime.block_on(self.service.untag(name))
     }
 
+    /// Check (and with `repair`, clean) the store.
+    pub fn fsck(&self, repair: bool) -> Result<crate::FsckReport> {
+        self.runtime.block_on(self.service.fsck(repair))
+    }
+
     pub fn fs_info(&self) -> Result<FilesystemUsage> {
         self.runtime.block_on(self.service.fs_info())
     }

@@ -16,6 +16,8 @@
 mod blocking;
 mod catalog;
 mod error;
+mod failpoint;
+mod fsck;
 pub mod json;
 mod manifest;
 mod pull;
@@ -27,6 +29,7 @@ mod types;
 
 pub use blocking::BlockingService;
 pub use error::{Error, ErrorKind, Result};
+pub use fsck::FsckReport;
 pub use manifest::user_to_uid;
 pub use pull::CancelToken;
 pub use reference::Reference;

@@ -132,6 +132,13 @@ impl Service {
         blocking(move || inner.untag(&name)).await
     }
 
+    /// Check the store (re-hashing every blob); with `repair`, remove what is
+    /// orphaned and images that cannot be complete.
+    pub async fn fsck(&self, repair: bool) -> Result<crate::FsckReport> {
+        let inner = self.inner.clone();
+        blocking(move || crate::fsck::run(&inner, repair)).await
+    }
+
     /// Usage of the store's filesystem by images.
     pub async fn fs_info(&self) -> Result<FilesystemUsage> {
         self.inner.fs_info()
@@ -170,7 +177,10 @@ impl Inner {
     /// Look an image up; with a registries.conf, a short name means the
     /// first of its candidates present in the store.
     fn find<'c>(&self, cat: &'c Catalog, input: &str) -> Result<Found<'c>> {
-        let short = Reference::parse(input).ok().filter(|r| r.is_short() && self.registries.has_conf());
+        // "sha256:<hex>" is an image id, not the short name "sha256" with a tag.
+        let short = Reference::parse(input)
+            .ok()
+            .filter(|r| r.is_short() && self.registries.has_conf() && !input.starts_with("sha256:"));
         let Some(r) = short else { return cat.lookup(input) };
         match self.registries.candidates(&r) {
             Ok(candidates) => {
@@ -213,7 +223,9 @@ impl Inner {
         }
         let (mut index, _) = self.store.read_index()?;
         catalog::apply_pull(&mut index, entry);
+        crate::failpoint::hit("before-index-write");
         self.write_index(&index)?;
+        crate::failpoint::hit("after-index-write");
         Ok(())
     }
 
@@ -253,9 +265,7 @@ impl Inner {
     /// (inode, coarse mtime, length) can repeat across quick rewrites.
     fn write_index(&self, index: &crate::store::LayoutIndex) -> Result<()> {
         let result = self.store.write_index(index);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.generation = None;
-        cache.usage = None;
+        self.forget_cache();
         result
     }
 
@@ -276,7 +286,13 @@ impl Inner {
         Ok(out)
     }
 
-    fn entry_blobs(&self, d: &Descriptor) -> Result<Vec<String>> {
+    pub(crate) fn forget_cache(&self) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.generation = None;
+        cache.usage = None;
+    }
+
+    pub(crate) fn entry_blobs(&self, d: &Descriptor) -> Result<Vec<String>> {
         let mut v = self.blobs_of(d)?;
         if let Some(ix) = catalog::annotation(d, catalog::INDEX_DIGEST) {
             v.push(ix.to_string());

@@ -231,6 +231,7 @@ impl Store {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
+            crate::failpoint::hit(&format!("before-rename:{name}"));
             fs::rename(&tmp, path)
         })();
         if let Err(e) = result {
@@ -301,6 +302,43 @@ impl Store {
             }
         }
         Ok(set)
+    }
+
+    /// Temporary files a crash may have left: in the root, blobs/sha256 and leases/.
+    pub fn stray_temp_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in [self.root.clone(), self.blob_dir()] {
+            if let Ok(rd) = fs::read_dir(&dir) {
+                out.extend(rd.flatten().map(|e| e.path()).filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+                }));
+            }
+        }
+        out
+    }
+
+    /// Ingest files no live download owns (its blob lock is free), and lock
+    /// files nobody holds.
+    pub fn orphaned_ingest(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.ingest_dir()) else { return out };
+        for path in rd.flatten().map(|e| e.path()) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            let hex = name.trim_start_matches('.').split('.').next().unwrap_or("").to_string();
+            let Ok(Some(lock)) = self.try_lock_blob(&format!("sha256:{hex}")) else { continue };
+            drop(lock);
+            out.push(path);
+        }
+        out
+    }
+
+    /// sha256 of a stored blob, streamed.
+    pub fn hash_blob(&self, digest: &str) -> Result<(String, u64)> {
+        let path = self.blob_path(digest)?;
+        let mut f = File::open(&path).map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+        let mut h = Sha256::new();
+        let n = std::io::copy(&mut f, &mut h).map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+        Ok((format!("sha256:{}", hex::encode(h.finalize())), n))
     }
 
     /// Digests of all blob files present.
@@ -375,7 +413,9 @@ impl Ingest {
         file.sync_all().map_err(|e| Error::io(format!("syncing blob {}", self.digest), e))?;
         drop(file);
         let dest = store.blob_path(&self.digest)?;
+        crate::failpoint::hit("before-blob-rename");
         fs::rename(&self.path, &dest).map_err(|e| Error::io(format!("storing blob {}", self.digest), e))?;
+        crate::failpoint::hit("after-blob-rename");
         self.path = PathBuf::new();
         sync_dir(dest.parent().unwrap_or(store.root()))
     }

@@ -68,6 +68,12 @@ enum Command {
     },
     /// Drop one name; the image goes with its last name
     Untag { name: String },
+    /// Check the store: every blob re-hashed, no orphans; exit 1 when it finds problems
+    Fsck {
+        /// Remove orphaned downloads, unreferenced blobs and incomplete images
+        #[arg(long)]
+        repair: bool,
+    },
     /// Show the store's filesystem usage
     Fsinfo {
         #[arg(long)]
@@ -184,6 +190,20 @@ fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
         Command::Untag { name } => {
             svc.untag(name)?;
             println!("Untagged: {name}");
+        }
+        Command::Fsck { repair } => {
+            let report = svc.fsck(*repair)?;
+            for p in &report.problems {
+                println!("problem: {p}");
+            }
+            for r in &report.repaired {
+                println!("repaired: {r}");
+            }
+            if !report.is_clean() {
+                println!("{} problem(s) remain", report.remaining.len());
+                return Ok(ExitCode::from(1));
+            }
+            println!("store is clean ({} blobs verified)", report.blobs_checked);
         }
         Command::Fsinfo { json } => {
             let u = svc.fs_info()?;

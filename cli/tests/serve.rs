@@ -61,9 +61,16 @@ impl Daemon {
     fn spawn(dir: tempfile::TempDir, socket: PathBuf, extra: &[&str]) -> Daemon {
         let root = dir.path().join("root");
         let log = dir.path().join("daemon.log");
+        // Our own registries.conf, never the machine's; having one at all
+        // turns on short-name resolution, which id lookups must get past.
+        let conf = dir.path().join("registries.conf");
+        std::fs::write(&conf, "[aliases]\n\"busybox\" = \"docker.io/library/busybox\"\n").unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
             .arg("--root")
             .arg(&root)
+            .arg("--registries-conf")
+            .arg(&conf)
+            .args(["--auth-file", "", "--docker-config", "", "--cert-dir", ""])
             .arg("serve")
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
@@ -278,9 +285,11 @@ async fn socket_runtime_service_and_empty_store() {
     assert!(c.list_images(api::ListImagesRequest { filter: None }).await.unwrap().into_inner().images.is_empty());
     let mut stream = c.stream_images(api::StreamImagesRequest { filter: None }).await.unwrap().into_inner();
     assert!(stream.message().await.unwrap().is_none(), "no images, no messages");
-    assert!(status(&mut c, "docker.io/library/busybox:latest").await.is_none());
-    // Idempotent remove, twice, of a name and of an id.
-    for image in ["docker.io/library/busybox:latest", &format!("sha256:{}", "0".repeat(64))] {
+    // Absent images: an empty status, and an idempotent remove (twice), for a
+    // name, a short name, an id with and without "sha256:".
+    let zeros = "0".repeat(64);
+    for image in ["docker.io/library/busybox:latest", "busybox", &format!("sha256:{zeros}"), &zeros] {
+        assert!(status(&mut c, image).await.is_none(), "{image}");
         c.remove_image(api::RemoveImageRequest { image: spec(image) }).await.unwrap();
         c.remove_image(api::RemoveImageRequest { image: spec(image) }).await.unwrap();
     }
@@ -295,7 +304,7 @@ async fn socket_runtime_service_and_empty_store() {
     let out = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
         .arg("--root")
         .arg(d.root.join("other"))
-        .args(["serve", "--listen", &format!("unix://{}", d.socket.display())])
+        .args(["--registries-conf", "", "serve", "--listen", &format!("unix://{}", d.socket.display())])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -334,7 +343,7 @@ async fn stale_socket_replaced_other_files_kept() {
     let out = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
         .arg("--root")
         .arg(d.root.clone())
-        .args(["serve", "--listen", &format!("unix://{}", socket.display())])
+        .args(["--registries-conf", "", "serve", "--listen", &format!("unix://{}", socket.display())])
         .output()
         .unwrap();
     assert!(!out.status.success());
