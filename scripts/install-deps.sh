@@ -10,7 +10,7 @@ mode=${1:-all}
 
 apt_pkgs=(docker-registry skopeo umoci debootstrap curl jq zstd openssl)
 if [[ $mode != --demo ]]; then
-    apt_pkgs+=(apache2-utils protobuf-compiler valgrind pkg-config g++ python3-venv)
+    apt_pkgs+=(time apache2-utils protobuf-compiler valgrind pkg-config build-essential g++ make python3-venv)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -27,12 +27,18 @@ command -v cargo >/dev/null || { echo "install-deps: cargo not found (install Ru
 [[ $mode == --demo ]] && exit 0
 
 # The real CRI client and the CRI validation suite, from the Go module proxy.
-for tool in crictl critest; do
-    if ! command -v "$tool" >/dev/null || ! "$tool" --version 2>&1 | grep -q 'v1.37.0'; then
-        echo "install-deps: go install $tool@v1.37.0" >&2
-        GOBIN=/usr/local/bin go install "sigs.k8s.io/cri-tools/cmd/$tool@v1.37.0"
-    fi
-done
+cri_tools=v1.37.0
+if ! command -v crictl >/dev/null || ! crictl --version 2>&1 | grep -q "$cri_tools"; then
+    echo "install-deps: go install crictl@$cri_tools" >&2
+    GOBIN=/usr/local/bin go install "sigs.k8s.io/cri-tools/cmd/crictl@$cri_tools"
+fi
+if ! command -v critest >/dev/null || ! critest --version 2>&1 | grep -q "$cri_tools"; then
+    # critest is a Go test binary, which go install refuses: build it from the module.
+    echo "install-deps: build critest $cri_tools" >&2
+    moddir=$(go mod download -json "sigs.k8s.io/cri-tools@$cri_tools" | jq -r .Dir)
+    (cd "$moddir" && CGO_ENABLED=0 go test -c -o /usr/local/bin/critest \
+        -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$cri_tools" ./cmd/critest)
+fi
 
 # Python build and test tools, in a venv the Python suite uses.
 venv=${IMGSVC_VENV:-$PWD/target/venv}

@@ -172,6 +172,10 @@ fn check(inner: &Inner, repair: bool) -> Result<FsckReport> {
                 report.repaired.push(format!("deleted {}", p.display()));
             }
         }
+        // Free lock files are not a problem, only clutter.
+        for p in store.stale_locks() {
+            let _ = std::fs::remove_file(p);
+        }
     }
     Ok(report)
 }

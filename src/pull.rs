@@ -51,6 +51,8 @@ pub(crate) struct Job {
     result: watch::Sender<Option<Result<String>>>,
     waiters: AtomicUsize,
     cancel: CancellationToken,
+    /// The job's `Resolved` event, for callers that join after it was sent.
+    resolved: Mutex<Option<Progress>>,
 }
 
 pub(crate) type Jobs = Mutex<std::collections::HashMap<PullKey, Arc<Job>>>;
@@ -83,12 +85,20 @@ pub(crate) async fn pull(
             h.finish()
         },
     };
-    let job = {
+    let mut replay = None;
+    let (job, mut events, mut result) = {
         let mut jobs = inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        match jobs.get(&key).filter(|j| !j.cancel.is_cancelled()) {
+        // Join a running job only: a finished one's result may predate a remove.
+        match jobs.get(&key).filter(|j| !j.cancel.is_cancelled() && j.result.borrow().is_none()) {
             Some(job) => {
                 job.waiters.fetch_add(1, Ordering::AcqRel);
-                job.clone()
+                // A late joiner still learns what is being pulled; the lock
+                // makes replay and subscription see the event exactly once.
+                let resolved = job.resolved.lock().unwrap_or_else(|e| e.into_inner());
+                replay = resolved.clone();
+                let events = job.events.subscribe();
+                drop(resolved);
+                (job.clone(), events, job.result.subscribe())
             }
             None => {
                 let job = Arc::new(Job {
@@ -96,13 +106,16 @@ pub(crate) async fn pull(
                     result: watch::channel(None).0,
                     waiters: AtomicUsize::new(1),
                     cancel: CancellationToken::new(),
+                    resolved: Mutex::new(None),
                 });
                 jobs.insert(key.clone(), job.clone());
+                // Subscribe before the job runs, so no event is missed.
+                let (events, result) = (job.events.subscribe(), job.result.subscribe());
                 let (inner2, job2, auth2) = (inner.clone(), job.clone(), auth.cloned());
                 tokio::spawn(async move {
                     let result = tokio::select! {
                         _ = job2.cancel.cancelled() => Err(Error::cancelled()),
-                        r = run(&inner2, reference, auth2, &job2.events) => r,
+                        r = run(&inner2, reference, auth2, &job2) => r,
                     };
                     if let Err(e) = &result {
                         tracing::debug!(image = %key.reference, error = %e, "pull failed");
@@ -113,13 +126,11 @@ pub(crate) async fn pull(
                         jobs.remove(&key);
                     }
                 });
-                job
+                (job, events, result)
             }
         }
     };
-    let waiter = Waiter(job);
-    let mut events = waiter.0.events.subscribe();
-    let mut result = waiter.0.result.subscribe();
+    let _waiter = Waiter(job); // held until this caller stops waiting
     let never = CancelToken::new();
     let cancel = cancel.unwrap_or(&never);
     let mut deliver = |ev: &Progress| -> Result<()> {
@@ -134,6 +145,9 @@ pub(crate) async fn pull(
             None => Ok(()),
         }
     };
+    if let Some(ev) = &replay {
+        deliver(ev)?;
+    }
     loop {
         if let Some(r) = result.borrow_and_update().clone() {
             while let Ok(ev) = events.try_recv() {
@@ -173,12 +187,12 @@ async fn run(
     inner: &Arc<Inner>,
     reference: Reference,
     auth: Option<Auth>,
-    events: &broadcast::Sender<Progress>,
+    job: &Job,
 ) -> Result<String> {
     // A short name may stand for several candidates: the first that pulls wins.
     let mut last = None;
     for candidate in inner.registries.candidates(&reference)? {
-        match pull_one(inner, candidate, auth.as_ref(), events).await {
+        match pull_one(inner, candidate, auth.as_ref(), job).await {
             Ok(id) => return Ok(id),
             Err(e) => {
                 tracing::debug!(image = %reference, error = %e, "candidate failed");
@@ -220,12 +234,18 @@ async fn pull_one(
     inner: &Arc<Inner>,
     reference: Reference,
     auth: Option<&Auth>,
-    events: &broadcast::Sender<Progress>,
+    job: &Job,
 ) -> Result<String> {
     let started = Instant::now();
     let limit = inner.options.progress_timeout;
     let emit = |ev: Progress| {
-        let _ = events.send(ev);
+        if matches!(ev, Progress::Resolved { .. }) {
+            let mut resolved = job.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            *resolved = Some(ev.clone());
+            let _ = job.events.send(ev);
+        } else {
+            let _ = job.events.send(ev);
+        }
     };
     let (repo, top_body, top_digest) = resolve(inner, &reference, auth).await?;
     let what = reference.to_string();
@@ -288,22 +308,53 @@ async fn pull_one(
     if let Some((_, d, _)) = &index {
         leased.push(d.clone());
     }
-    let _lease = store.lease(&leased)?;
+    let lease = store.lease(&leased)?;
 
     // A blob GC removed between our check and our commit is fetched again.
     let mut rounds = 0;
     loop {
         let parallel = inner.options.max_parallel_downloads.max(1);
-        let fetches: Vec<_> = blobs.iter().map(|d| fetch_blob(inner, &repo, d, &emit)).collect();
-        let results: Vec<Result<()>> = futures_util::stream::iter(fetches).buffer_unordered(parallel).collect().await;
-        for r in results {
-            r?;
+        let writers = Arc::new(());
+        let fetches: Vec<_> = blobs.iter().map(|d| fetch_blob(inner, &repo, d, &emit, &writers)).collect();
+        let mut downloads = futures_util::stream::iter(fetches).buffer_unordered(parallel);
+        let mut fetched = Vec::new();
+        let mut failure = None;
+        while let Some(r) = downloads.next().await {
+            match r {
+                Ok(Some(digest)) => fetched.push(digest),
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break; // dropping the stream stops the other downloads
+                }
+            }
+        }
+        drop(downloads);
+        if let Some(e) = failure {
+            // Writers of stopped downloads delete their ingest files as they end.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&writers) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // A failed pull leaves the store as it was: drop what it alone fetched.
+            drop(lease);
+            let inner2 = inner.clone();
+            let _ = tokio::task::spawn_blocking(move || inner2.discard_unreferenced(&fetched)).await;
+            return Err(e);
         }
         store.put_blob(&manifest_digest, &manifest_body)?;
         if let Some((body, digest, _)) = &index {
             store.put_blob(digest, body)?;
         }
-        let config_bytes = store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX)?;
+        // A remove racing this pull may have collected the config after the
+        // presence check (before our lease): fetch it again.
+        let config_bytes = match store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX) {
+            Err(_) if !store.has_blob(&manifest.config.digest, manifest.config.size) && rounds < 3 => {
+                rounds += 1;
+                continue;
+            }
+            r => r?,
+        };
         let config = ImageConfig::parse(&config_bytes)?;
         let id = manifest.config.digest.clone();
         let index_size = index.as_ref().map_or(0, |(b, _, _)| b.len() as u64);
@@ -339,27 +390,35 @@ async fn pull_one(
     }
 }
 
-async fn fetch_blob(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl Fn(Progress) + Sync)) -> Result<()> {
+/// Make sure one blob is in the store; `Some(digest)` when this call downloaded it.
+async fn fetch_blob(
+    inner: &Arc<Inner>,
+    repo: &Repo,
+    d: &Descriptor,
+    emit: &(impl Fn(Progress) + Sync),
+    writers: &Arc<()>,
+) -> Result<Option<String>> {
     let store = &inner.store;
     loop {
         if store.has_blob(&d.digest, d.size) {
             emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
-            return Ok(());
+            return Ok(None);
         }
         // One fetcher per blob, in any process; the others wait and then skip it.
         match store.try_lock_blob(&d.digest)? {
             Some(lock) => {
                 if store.has_blob(&d.digest, d.size) {
                     emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
-                    return Ok(());
+                    return Ok(None);
                 }
                 emit(Progress::LayerStarted { digest: d.digest.clone(), size: d.size });
-                download(inner, repo, d, emit).await?;
+                let downloaded = download(inner, repo, d, emit, writers).await;
                 // Waiters re-check the blob after they get the lock, so the
-                // lock file can go once the blob is in place.
+                // lock file can go now, whatever happened.
                 store.unlock_blob(&d.digest, lock);
+                downloaded?;
                 emit(Progress::LayerDone { digest: d.digest.clone(), size: d.size });
-                return Ok(());
+                return Ok(Some(d.digest.clone()));
             }
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -375,12 +434,20 @@ const MAX_ATTEMPTS: u32 = 5;
 
 /// Stream one blob into an ingest file on a blocking thread, hashing as it
 /// goes; resume with `Range` after a broken connection.
-async fn download(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl Fn(Progress) + Sync)) -> Result<()> {
+async fn download(
+    inner: &Arc<Inner>,
+    repo: &Repo,
+    d: &Descriptor,
+    emit: &(impl Fn(Progress) + Sync),
+    writers: &Arc<()>,
+) -> Result<()> {
     let limit = inner.options.progress_timeout;
     let (tx, mut rx) = mpsc::channel::<Chunk>(16);
     let inner2 = inner.clone();
     let (digest, size) = (d.digest.clone(), d.size);
+    let alive = writers.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+        let _alive = alive; // counted until the ingest file is gone
         let mut ingest = inner2.store.ingest(&digest)?;
         while let Some(chunk) = rx.blocking_recv() {
             match chunk {
@@ -464,6 +531,10 @@ async fn download(inner: &Arc<Inner>, repo: &Repo, d: &Descriptor, emit: &(impl 
     .await;
     drop(tx);
     let written = writer.await.map_err(|e| Error::internal(format!("blob writer failed: {e}")))?;
-    sent?;
-    written
+    match (sent, written) {
+        // The sender only sees that the writer stopped; the writer knows why (a full disk, say).
+        (Err(e), Err(w)) if e.kind() == ErrorKind::Internal => Err(w),
+        (Err(e), _) => Err(e),
+        (Ok(()), w) => w,
+    }
 }

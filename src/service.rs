@@ -286,6 +286,23 @@ impl Inner {
         Ok(out)
     }
 
+    /// Delete `digests` unless an image or an in-flight pull uses them.
+    pub(crate) fn discard_unreferenced(&self, digests: &[String]) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.store.lock()?;
+        let (index, _) = self.store.read_index()?;
+        let mut keep = self.store.leased_blobs()?;
+        for d in &index.manifests {
+            keep.extend(self.entry_blobs(d)?);
+        }
+        for digest in digests.iter().filter(|d| !keep.contains(*d)) {
+            self.store.remove_blob(digest)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn forget_cache(&self) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.generation = None;

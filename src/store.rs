@@ -320,14 +320,30 @@ impl Store {
     /// Ingest files no live download owns (its blob lock is free), and lock
     /// files nobody holds.
     pub fn orphaned_ingest(&self) -> Vec<PathBuf> {
+        self.free_ingest_files().into_iter().filter(|p| p.extension().is_none_or(|e| e != "lock")).collect()
+    }
+
+    /// Blob lock files no pull holds: harmless leftovers of a crash.
+    pub fn stale_locks(&self) -> Vec<PathBuf> {
+        self.free_ingest_files().into_iter().filter(|p| p.extension().is_some_and(|e| e == "lock")).collect()
+    }
+
+    /// Files in `ingest/` whose blob lock nobody holds (checked without
+    /// creating lock files).
+    fn free_ingest_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let Ok(rd) = fs::read_dir(self.ingest_dir()) else { return out };
         for path in rd.flatten().map(|e| e.path()) {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-            let hex = name.trim_start_matches('.').split('.').next().unwrap_or("").to_string();
-            let Ok(Some(lock)) = self.try_lock_blob(&format!("sha256:{hex}")) else { continue };
-            drop(lock);
-            out.push(path);
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let hex = name.trim_start_matches('.').split('.').next().unwrap_or("");
+            let lock_path = self.ingest_dir().join(format!("{hex}.lock"));
+            let held = match File::options().write(true).open(&lock_path) {
+                Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
+                Err(_) => false, // no lock file: nobody is fetching this blob
+            };
+            if !held {
+                out.push(path);
+            }
         }
         out
     }

@@ -7,13 +7,13 @@
 # Uses the registry at IMGSVC_TEST_REGISTRY (host:port, fixtures pushed);
 # without it, starts one with scripts/registry.sh and pushes the fixtures.
 #
-# Steps: the capi crate's tests (header drift included); the header compiled
-# as C++ and as pedantic C11; the C tests and examples built with their
-# Makefiles, run, and run under valgrind; the pull example cancelled by a
-# signal; scripts/install-c.sh plus pkg-config (shared and static); the
-# programs in docs/c-and-go.md; gofmt, go vet, go test (and -race) of
-# bindings/go; the Go example. Ends with "c-go.sh: N passed, N failed"
-# (steps) and exits non-zero when a step failed.
+# Steps: the capi crate's tests (header drift included), rustfmt and clippy;
+# the header compiled as C++ and as pedantic C11; the C tests and examples
+# built with their Makefiles, run, and run under valgrind; the pull example
+# cancelled by a signal; scripts/install-c.sh plus pkg-config (shared and
+# static); the programs in docs/c-and-go.md; gofmt, go vet, go test (and
+# -race) of bindings/go; the Go example. Ends with
+# "c-go.sh: N passed, N failed" (steps) and exits non-zero when a step failed.
 #
 # Needs: cc, g++, make, valgrind, pkg-config, python3, Go (/usr/local/go/bin).
 set -euo pipefail
@@ -113,6 +113,13 @@ under_valgrind() {
 capi_cargo_tests() {
     cd "$repo"
     cargo test -p imgsvc-capi --release 2>&1 | grep -v '^\s*\(Compiling\|Blocking\)'
+}
+
+capi_lint() {
+    cd "$repo"
+    rustfmt --edition 2021 --check bindings/c/src/lib.rs bindings/c/tests/header.rs
+    cargo clippy -p imgsvc-capi --release --all-targets --quiet -- -D warnings
+    echo "bindings/c: rustfmt and clippy -D warnings clean"
 }
 
 header_as_cpp_and_c() {
@@ -229,6 +236,9 @@ install_and_pkg_config() {
     LD_LIBRARY_PATH=$prefix/lib "$work/list-pc" "$work/pc-store" | grep -q '^{"images":\[\]}$' || fail "list-pc"
     LD_LIBRARY_PATH=$prefix/lib ldd "$work/list-pc" | grep -q "$prefix/lib/libimgsvc.so" ||
         fail "list-pc does not use the installed .so"
+    # The Go binding against the installed library (build tag imgsvc_pkgconfig).
+    (cd "$repo/bindings/go" && CGO_LDFLAGS="-Wl,-rpath,$prefix/lib" \
+        go test -count=1 -tags imgsvc_pkgconfig -run 'TestVersion|TestAbsentImage|TestUntag' ./...)
     # Static: the archive plus the system libraries the .pc records.
     make -C "$repo/tests/c" USE_PKG_CONFIG=1 STATIC=1 OUT="$work/static"
     if ldd "$work/static/test_capi" | grep -q libimgsvc; then fail "static test_capi links libimgsvc.so"; fi
@@ -331,6 +341,7 @@ EOF
 
 suite_start=$SECONDS
 step "cargo test -p imgsvc-capi (header drift, panic boundary, options)" capi_cargo_tests
+step "rustfmt and clippy (bindings/c)" capi_lint
 step "header compiles as C++17 and C11" header_as_cpp_and_c
 step "build C examples and tests (make, -std=c11 -Wall -Wextra -Werror)" build_c
 step "C tests against the registry" c_tests
@@ -338,7 +349,7 @@ step "C tests under valgrind" c_tests_valgrind
 step "C examples against the registry" c_examples
 step "C examples under valgrind" c_examples_valgrind
 step "pull example cancelled by a signal" pull_example_signal_cancel
-step "install-c.sh and pkg-config (shared and static)" install_and_pkg_config
+step "install-c.sh and pkg-config (C shared and static, Go)" install_and_pkg_config
 step "docs/c-and-go.md C program" docs_c_program
 step "gofmt and go vet" go_fmt_vet
 step "go test (bindings/go)" go_tests

@@ -192,7 +192,7 @@ for ((i = 0; i < 200; i++)); do
 done
 [[ -S $SOCK ]] || die "imgsvc serve did not create $SOCK"
 
-echo "== socket"
+echo "== socket (at ${SECONDS}s)"
 expect_eq "socket has mode 0660" "$(stat -c %a "$SOCK")" 660
 expect_eq "socket directory was created" "$(stat -c %F "$T/run/imgsvc")" directory
 err=$("$BIN" --root "$T/other" --registries-conf "" serve --listen "unix://$SOCK" 2>&1)
@@ -217,7 +217,7 @@ else
     fail "a live socket of another server is refused" "exit $rc: $err"
 fi
 
-echo "== runtime service"
+echo "== runtime service (at ${SECONDS}s)"
 out=$(cc version 2>&1)
 expect_match "crictl version names imgsvc" "$out" "RuntimeName:  imgsvc"
 expect_match "crictl version gives our version" "$out" "RuntimeVersion:  $("$BIN" --version | awk '{print $2}')"
@@ -236,7 +236,7 @@ for cmd in info stats; do
     fi
 done
 
-echo "== pull, list, inspect"
+echo "== pull, list, inspect (at ${SECONDS}s)"
 expect_eq "an empty store lists nothing" "$(cc images -q)" ""
 skopeo inspect --tls-verify=false --raw "docker://$REG/fixture/small:a" >"$T/small.manifest"
 SMALL_ID=$(jq -r .config.digest "$T/small.manifest")
@@ -297,7 +297,7 @@ else
 fi
 expect_eq "imagefsinfo: no container filesystems" "$(jq -c .status.containerFilesystems "$T/fs.json")" "[]"
 
-echo "== errors"
+echo "== errors (at ${SECONDS}s)"
 check_pull_error() { # NAME IMAGE CODE [crictl pull options]
     local out rc
     out=$(cc pull "${@:4}" "$2" 2>&1)
@@ -310,7 +310,7 @@ check_pull_error "an index without our platform is FailedPrecondition" "$REG/fix
 check_pull_error "a bad reference is InvalidArgument" "$REG/fixture/UPPER:v1" InvalidArgument
 check_pull_error "a registry that is down is Unavailable" "127.0.0.1:1/fixture/small:a" Unavailable
 
-echo "== credentials and TLS"
+echo "== credentials and TLS (at ${SECONDS}s)"
 check_pull_error "no credentials: Unauthenticated" "$AUTHREG/fixture/small:a" Unauthenticated
 check_pull_error "a wrong password: Unauthenticated" "$AUTHREG/fixture/small:a" Unauthenticated \
     --creds 'alice:Wr0ng-Guess-0815'
@@ -328,7 +328,7 @@ out=$(cc pull "$TLSREG/fixture/debian:v1" 2>&1)
 expect_eq "a pull over verified TLS (the test CA)" "$out" "Image is up to date for $DEBIAN_ID"
 cc rmi "$DEBIAN_ID" >/dev/null 2>&1
 
-echo "== concurrent pulls"
+echo "== concurrent pulls (at ${SECONDS}s)"
 # Three clients pull the same image at once: one download. Meanwhile list and
 # status must answer promptly.
 LOG_LINES=$(wc -l <"$T/tlsreg/registry.log")
@@ -366,7 +366,7 @@ done
 expect_eq "each blob was fetched once for the three pulls" "$counts" "$(jq -r '[.config, .layers[]] | map("1 ") | add' "$T/debian.manifest")"
 expect_eq "no other blob GETs for the three pulls" "$(wc -l <"$T/gets")" "$(jq '.layers | length + 1' "$T/debian.manifest")"
 
-echo "== deadline"
+echo "== deadline (at ${SECONDS}s)"
 cc rmi "$DEBIAN_ID" >/dev/null 2>&1
 t0=$(now_ms)
 out=$(cc pull --pull-timeout 1s "$SLOW/fixture/debian:v1" 2>&1)
@@ -386,7 +386,7 @@ size2=$(du -sb "$STORE/ingest" | cut -f1)
 expect_eq "the abandoned pull stopped downloading (ingest size steady)" "$size2" "$size1"
 expect_eq "the abandoned pull recorded nothing" "$(cc images -q "$DEBIAN_ID")" ""
 
-echo "== remove"
+echo "== remove (at ${SECONDS}s)"
 out=$(cc rmi "$REG/fixture/small:a" 2>&1)
 expect_match "rmi by one tag reports every tag" "$out" "Deleted: $REG/fixture/small:a.*Deleted: $REG/fixture/small:b|Deleted: $REG/fixture/small:b.*Deleted: $REG/fixture/small:a"
 expect_eq "rmi by one tag removes all names (and the auth registry's)" \
@@ -410,7 +410,7 @@ else
     fail "imagefsinfo: used bytes went down after removal" "$USED_BEFORE -> $USED_AFTER"
 fi
 
-echo "== critest $CRI_TOOLS_VERSION"
+echo "== critest $CRI_TOOLS_VERSION (at ${SECONDS}s)"
 # Image specs, with critest's own image names: the daemon pulls them from the
 # mirror (our TLS registry, filled by scripts/critest-images.sh), so critest
 # runs unmodified with its default --registry-prefix. (--registry-prefix=ADDR
@@ -444,14 +444,14 @@ else
     fail "critest expected failures fail for the known reasons" "$xf"
 fi
 
-echo "== credentials in the log"
+echo "== credentials in the log (at ${SECONDS}s)"
 hits=$(grep -c -e 'Op3n-Sesame-4711' -e 'Wr0ng-Guess-0815' -e "$AUTH_B64" "$T/daemon.log")
 expect_eq "no password, wrong password or auth string in the debug log ($(wc -l <"$T/daemon.log") lines)" "$hits" 0
 expect_match "one info line per call: method, image, outcome, time" \
     "$(grep 'method="PullImage"' "$T/daemon.log" | grep "image=$AUTHREG/fixture/small:a" | tail -n1)" \
     'INFO .*method="PullImage" image=[^ ]+ outcome="ok" elapsed_ms=[0-9]+'
 
-echo "== shutdown"
+echo "== shutdown (at ${SECONDS}s)"
 kill -TERM "$DAEMON_PID"
 for ((i = 0; i < 300; i++)); do
     kill -0 "$DAEMON_PID" 2>/dev/null || break
@@ -467,7 +467,7 @@ DAEMON_PID=""
 if [[ -e $SOCK ]]; then fail "the socket is removed on exit"; else pass "the socket is removed on exit"; fi
 expect_match "the log records the shutdown" "$(tail -n 3 "$T/daemon.log")" "imgsvc stopped"
 
-echo "== cargo test (serve module and tonic-client integration tests)"
+echo "== cargo test (serve module and tonic-client integration tests) (at ${SECONDS}s)"
 cd "$ROOT" || die "cd $ROOT"
 for target in "--bin imgsvc serve::" "--test serve"; do
     # shellcheck disable=SC2086 # target holds two words on purpose

@@ -139,7 +139,9 @@ async fn channel(socket: &Path) -> Channel {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(socket).await?))
+            }
         }))
         .await
         .expect("connect to imgsvc serve")
@@ -236,7 +238,8 @@ impl StallProxy {
     /// Wait until some download is held back, i.e. a pull is mid-layer.
     async fn wait_held(&self) {
         let waiting = self.waiting.clone();
-        until("a download to reach the stall", Duration::from_secs(20), move || waiting.load(Ordering::SeqCst) > 0).await;
+        until("a download to reach the stall", Duration::from_secs(20), move || waiting.load(Ordering::SeqCst) > 0)
+            .await;
     }
 }
 
@@ -264,8 +267,17 @@ async fn socket_runtime_service_and_empty_store() {
 
     let mut rt = Runtime::new(d.channel().await);
     let v = rt.version(runtime_api::VersionRequest { version: "v1".into() }).await.unwrap().into_inner();
-    assert_eq!((v.runtime_name.as_str(), v.runtime_version.as_str(), v.runtime_api_version.as_str()), ("imgsvc", env!("CARGO_PKG_VERSION"), "v1"));
-    assert!(rt.list_containers(runtime_api::ListContainersRequest {}).await.unwrap().into_inner().containers.is_empty());
+    assert_eq!(
+        (v.runtime_name.as_str(), v.runtime_version.as_str(), v.runtime_api_version.as_str()),
+        ("imgsvc", env!("CARGO_PKG_VERSION"), "v1")
+    );
+    assert!(rt
+        .list_containers(runtime_api::ListContainersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+        .is_empty());
     assert!(rt.list_pod_sandbox(runtime_api::ListPodSandboxRequest {}).await.unwrap().into_inner().items.is_empty());
     let e = rt.status(runtime_api::NotServed {}).await.unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
@@ -293,7 +305,8 @@ async fn socket_runtime_service_and_empty_store() {
         c.remove_image(api::RemoveImageRequest { image: spec(image) }).await.unwrap();
         c.remove_image(api::RemoveImageRequest { image: spec(image) }).await.unwrap();
     }
-    let e = c.image_status(api::ImageStatusRequest { image: spec("Not A Reference"), verbose: false }).await.unwrap_err();
+    let e =
+        c.image_status(api::ImageStatusRequest { image: spec("Not A Reference"), verbose: false }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let mut req = pull_request("docker.io/library/busybox:latest", None).into_inner();
     req.image.as_mut().unwrap().runtime_handler = "kata".into();
@@ -318,7 +331,16 @@ async fn socket_runtime_service_and_empty_store() {
     assert!(!d.socket.exists(), "socket removed on exit");
     let log = d.log();
     assert!(log.contains("imgsvc stopped"), "{log}");
-    for method in ["Version", "ListContainers", "ImageFsInfo", "ListImages", "StreamImages", "ImageStatus", "RemoveImage", "PullImage"] {
+    for method in [
+        "Version",
+        "ListContainers",
+        "ImageFsInfo",
+        "ListImages",
+        "StreamImages",
+        "ImageStatus",
+        "RemoveImage",
+        "PullImage",
+    ] {
         assert!(log.contains(&format!("method=\"{method}\"")), "no log line for {method}:\n{log}");
     }
 }
@@ -347,7 +369,11 @@ async fn stale_socket_replaced_other_files_kept() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a socket"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
 }
 
@@ -384,7 +410,8 @@ async fn stream_images_matches_list_images() {
     assert_eq!((named.uid, named.username.as_str()), (None, "nobody"));
 
     // Verbose status: one key, a JSON object holding the config.
-    let s = c.image_status(api::ImageStatusRequest { image: spec(&names[0]), verbose: true }).await.unwrap().into_inner();
+    let s =
+        c.image_status(api::ImageStatusRequest { image: spec(&names[0]), verbose: true }).await.unwrap().into_inner();
     assert_eq!(s.info.keys().collect::<Vec<_>>(), vec!["info"]);
     let info: serde_json::Value = serde_json::from_str(&s.info["info"]).unwrap();
     assert_eq!(info["imageSpec"]["config"]["User"], "1000:1000");
@@ -439,11 +466,15 @@ async fn deadline_ends_the_call_and_the_pull() {
     let e = c.pull_image(pull_request(&image, Some(Duration::from_secs(2)))).await.unwrap_err();
     assert!(is_cut_short(e.code()), "{e:?}");
     assert!(start.elapsed() < Duration::from_secs(4), "the deadline was not honoured: {:?}", start.elapsed());
-    assert!(proxy.waiting.load(Ordering::SeqCst) > 0 || proxy.delivered.load(Ordering::SeqCst) > 0, "the pull never started");
+    assert!(
+        proxy.waiting.load(Ordering::SeqCst) > 0 || proxy.delivered.load(Ordering::SeqCst) > 0,
+        "the pull never started"
+    );
     // The server side ended the call too (logged with its outcome).
     until("the PullImage log line", Duration::from_secs(5), || {
         let log = d.log();
-        log.lines().any(|l| l.contains("method=\"PullImage\"") && (l.contains("DeadlineExceeded") || l.contains("abandoned")))
+        log.lines()
+            .any(|l| l.contains("method=\"PullImage\"") && (l.contains("DeadlineExceeded") || l.contains("abandoned")))
     })
     .await;
     assert_pull_stopped(&proxy, &mut c, &image).await;
@@ -485,7 +516,8 @@ async fn shared_pull_survives_one_waiter_leaving() {
     assert!(is_cut_short(e.code()), "{e:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.release();
-    let id = tokio::time::timeout(Duration::from_secs(60), patient).await.unwrap().unwrap().unwrap().into_inner().image_ref;
+    let id =
+        tokio::time::timeout(Duration::from_secs(60), patient).await.unwrap().unwrap().unwrap().into_inner().image_ref;
     assert_eq!(status(&mut c, &image).await.unwrap().id, id);
 }
 

@@ -56,6 +56,12 @@ static void run(const char *name, void (*test)(void)) {
 
 /* ---- helpers ------------------------------------------------------------ */
 
+/* Free an error and clear the pointer, ready for the next call. */
+static void drop_err(imgsvc_error **err) {
+    imgsvc_error_free(*err);
+    *err = NULL;
+}
+
 static char *ref(const char *path) {
     char *out = NULL;
     if (asprintf(&out, "%s/%s", registry, path) < 0) abort();
@@ -85,7 +91,7 @@ static bool store_open(store *s, const char *options_json) {
     s->svc = NULL;
     imgsvc_status rc = imgsvc_service_open(s->root, options_json, &s->svc, &err);
     CHECK_CODE(rc, IMGSVC_OK, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     return rc == IMGSVC_OK;
 }
 
@@ -106,7 +112,7 @@ static char *list_json(const imgsvc_service *svc, const char *filter) {
     imgsvc_error *err = NULL;
     imgsvc_status rc = imgsvc_service_list(svc, filter, &json, &err);
     CHECK_CODE(rc, IMGSVC_OK, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     return json;
 }
 
@@ -124,7 +130,7 @@ static char *pull(const imgsvc_service *svc, const char *image) {
     imgsvc_error *err = NULL;
     imgsvc_status rc = imgsvc_service_pull(svc, image, NULL, NULL, NULL, NULL, &id, &err);
     CHECK_CODE(rc, IMGSVC_OK, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     return id;
 }
 
@@ -194,8 +200,7 @@ static void test_null_arguments(void) {
     CHECK(imgsvc_error_code(err) == IMGSVC_INVALID_ARGUMENT, "error object code %d", imgsvc_error_code(err));
     CHECK(strstr(imgsvc_error_message(err), "root") != NULL, "message: %s", imgsvc_error_message(err));
     CHECK(svc == (imgsvc_service *)0x1, "out-pointer written on failure");
-    imgsvc_error_free(err);
-    err = NULL;
+    drop_err(&err);
 
     /* No error object wanted: the code alone. */
     CHECK(imgsvc_service_open("/tmp/x", NULL, NULL, NULL) == IMGSVC_INVALID_ARGUMENT, "NULL out_service");
@@ -241,8 +246,7 @@ static void test_invalid_utf8(void) {
     imgsvc_status rc = imgsvc_service_open(bad, NULL, &svc, &err);
     CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
     CHECK(strstr(imgsvc_error_message(err), "UTF-8") != NULL, "%s", imgsvc_error_message(err));
-    imgsvc_error_free(err);
-    err = NULL;
+    drop_err(&err);
     CHECK(imgsvc_service_open("/tmp/x", bad, &svc, NULL) == IMGSVC_INVALID_ARGUMENT, "bad options bytes");
 
     store s;
@@ -252,7 +256,7 @@ static void test_invalid_utf8(void) {
     CHECK(imgsvc_service_status(s.svc, bad, true, &out, NULL) == IMGSVC_INVALID_ARGUMENT, "status");
     rc = imgsvc_service_pull(s.svc, bad, NULL, NULL, NULL, NULL, &out, &err);
     CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     char *img = ref("fixture/small:a");
     CHECK(imgsvc_service_pull(s.svc, img, bad, NULL, NULL, NULL, &out, NULL) == IMGSVC_INVALID_ARGUMENT, "auth");
     free(img);
@@ -280,7 +284,7 @@ static void test_options(void) {
         imgsvc_status rc = imgsvc_service_open("/tmp/imgsvc-capi-never-created", bad[i], &svc, &err);
         CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
         CHECK(svc == NULL, "service made for %s", bad[i]);
-        imgsvc_error_free(err);
+        drop_err(&err);
     }
     CHECK(access("/tmp/imgsvc-capi-never-created", F_OK) != 0, "a rejected open created the store");
 
@@ -313,14 +317,14 @@ static void test_bad_reference(void) {
         CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
         CHECK(id == (char *)0x1, "out-pointer written on failure for \"%s\"", bad[i]);
         CHECK(strlen(imgsvc_error_message(err)) > 0, "empty message for \"%s\"", bad[i]);
-        imgsvc_error_free(err);
+        drop_err(&err);
     }
     imgsvc_error *err = NULL;
     char *img = ref("fixture/small:a");
     char *id = NULL;
     imgsvc_status rc = imgsvc_service_pull(s.svc, img, "{\"user\":\"x\"}", NULL, NULL, NULL, &id, &err);
     CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     free(img);
     store_close(&s);
 }
@@ -336,7 +340,7 @@ static void test_missing_tag_is_not_found(void) {
         imgsvc_status rc = imgsvc_service_pull(s.svc, img, NULL, NULL, NULL, NULL, &id, &err);
         CHECK_CODE(rc, IMGSVC_NOT_FOUND, err);
         CHECK(id == NULL, "id written on failure");
-        imgsvc_error_free(err);
+        drop_err(&err);
         free(img);
     }
     CHECK(list_is_empty(s.svc), "a failed pull left an image");
@@ -357,7 +361,7 @@ static void test_absent_status_and_remove(void) {
         CHECK(err == NULL, "success made an error object");
         rc = imgsvc_service_remove(s.svc, absent[i], &err);
         CHECK_CODE(rc, IMGSVC_OK, err);
-        imgsvc_error_free(err);
+        drop_err(&err);
     }
     store_close(&s);
 }
@@ -404,7 +408,7 @@ static void test_pull_list_status_prefix_fsinfo(void) {
     imgsvc_error *err = NULL;
     imgsvc_status rc = imgsvc_service_pull(s.svc, img, NULL, record_progress, &log, NULL, &id, &err);
     CHECK_CODE(rc, IMGSVC_OK, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     if (rc != IMGSVC_OK) goto out;
     CHECK(is_image_id(id), "id %s", id);
     CHECK(log.first_kind == IMGSVC_PROGRESS_RESOLVED && log.resolved == 1, "first %d", log.first_kind);
@@ -478,13 +482,11 @@ static void test_untag(void) {
     imgsvc_string_free(json);
     rc = imgsvc_service_untag(s.svc, b, &err);
     CHECK_CODE(rc, IMGSVC_NOT_FOUND, err);
-    imgsvc_error_free(err);
-    err = NULL;
+    drop_err(&err);
     if (id_a) {
         rc = imgsvc_service_untag(s.svc, id_a, &err);
         CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
-        imgsvc_error_free(err);
-        err = NULL;
+        drop_err(&err);
     }
     rc = imgsvc_service_untag(s.svc, a, &err);
     CHECK_CODE(rc, IMGSVC_OK, err);
@@ -549,14 +551,13 @@ static void test_cancel_token(void) {
     CHECK_CODE(rc, IMGSVC_CANCELLED, err);
     CHECK(id == NULL, "id written on failure");
     CHECK(imgsvc_cancel_token_is_cancelled(c.token), "token not cancelled");
-    imgsvc_error_free(err);
-    err = NULL;
+    drop_err(&err);
     CHECK(list_is_empty(s.svc), "a cancelled pull left an image");
 
     /* An already cancelled token stops the next pull at once. */
     rc = imgsvc_service_pull(s.svc, img, NULL, NULL, NULL, c.token, &id, &err);
     CHECK_CODE(rc, IMGSVC_CANCELLED, err);
-    imgsvc_error_free(err);
+    drop_err(&err);
     imgsvc_cancel_token_free(c.token);
     pthread_mutex_destroy(&c.mu);
     pthread_cond_destroy(&c.cv);
@@ -608,7 +609,7 @@ static void test_cancel_with_no_bytes_flowing(void) {
     CHECK(srv.nconns > 0, "the pull never reached the stalled server");
     /* 0.5 s until the cancel, then promptly (generous for valgrind). */
     CHECK(took >= 0.45 && took < 5.0, "took %.2f s", took);
-    imgsvc_error_free(err);
+    drop_err(&err);
     imgsvc_cancel_token_free(d.token);
     store_close(&s);
     stall_stop(&srv);
@@ -634,7 +635,7 @@ static void test_callback_cancel(void) {
     CHECK_CODE(rc, IMGSVC_CANCELLED, err);
     CHECK(seen == 1, "callback ran %d times after cancelling", seen);
     CHECK(id == NULL, "id written on failure");
-    imgsvc_error_free(err);
+    drop_err(&err);
     CHECK(list_is_empty(s.svc), "a cancelled pull left an image");
     char *json = (char *)0x1;
     rc = imgsvc_service_status(s.svc, img, false, &json, NULL);
@@ -696,8 +697,7 @@ static void *stress_thread(void *arg) {
             }
             pthread_mutex_unlock(&sh->mu);
         }
-        imgsvc_error_free(err);
-        err = NULL;
+        drop_err(&err);
         rc = imgsvc_service_list(sh->svc, NULL, &json, &err);
         if (rc != IMGSVC_OK || !json || strncmp(json, "{\"images\":[", 11) != 0) stress_fail(sh, "list", "", rc, err);
         else {
@@ -706,15 +706,13 @@ static void *stress_thread(void *arg) {
             pthread_mutex_unlock(&sh->mu);
         }
         imgsvc_string_free(json);
-        imgsvc_error_free(err);
-        err = NULL;
+        drop_err(&err);
         json = NULL;
         /* Status may be absent: another thread may have removed it. */
         rc = imgsvc_service_status(sh->svc, img, i % 3 == 0, &json, &err);
         if (rc != IMGSVC_OK || (json && !strstr(json, "\"status\""))) stress_fail(sh, "status", img, rc, err);
         imgsvc_string_free(json);
-        imgsvc_error_free(err);
-        err = NULL;
+        drop_err(&err);
         if (i % 2 == 1) {
             rc = imgsvc_service_remove(sh->svc, img, &err);
             if (rc != IMGSVC_OK) stress_fail(sh, "remove", img, rc, err);
@@ -723,7 +721,7 @@ static void *stress_thread(void *arg) {
                 sh->removes++;
                 pthread_mutex_unlock(&sh->mu);
             }
-            imgsvc_error_free(err);
+            drop_err(&err);
         }
         imgsvc_string_free(id);
         free(img);
@@ -766,7 +764,7 @@ static void test_eight_threads_one_service(void) {
         imgsvc_error *err = NULL;
         imgsvc_status rc = imgsvc_service_remove(s.svc, sh.ids[k], &err);
         CHECK_CODE(rc, IMGSVC_OK, err);
-        imgsvc_error_free(err);
+        drop_err(&err);
     }
     CHECK(list_is_empty(s.svc), "images left after removing all");
     char *json = NULL;

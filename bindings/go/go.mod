@@ -1,0 +1,3 @@
+module github.com/imgsvc/imgsvc/bindings/go
+
+go 1.22

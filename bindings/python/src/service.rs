@@ -1,0 +1,278 @@
+//! `imgsvc.ImageService`: the blocking core service, with the GIL released
+//! during every call that does I/O.
+//!
+//! A pull runs on a helper thread (the core service is Send + Sync and
+//! shared through an Arc) so that the calling thread stays free to run the
+//! Python progress callback and to notice Ctrl-C: it waits on a channel of
+//! progress events in short slices, re-attaching to the interpreter between
+//! slices to call the callback and check for signals. An exception from
+//! either cancels the pull through its `CancelToken` and propagates as is.
+
+use crate::errors;
+use crate::types::{PyAuth, PyFilesystemUsage, PyImage, PyImageStatus, PyProgress};
+use imgsvc::{BlockingService, CancelToken, ErrorKind, Options};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBool;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long the calling thread waits for an event before it checks for
+/// signals again: Ctrl-C is noticed within this (plus the cancel) time.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Events queued for the Python callback. Bounded, so that a slow callback
+/// cannot make events pile up in memory: the download never waits for the
+/// callback, and a callback that falls far behind misses events (the core's
+/// own event buffer skips the oldest) instead of slowing the pull.
+const EVENT_QUEUE: usize = 256;
+
+/// The image service over one store.
+///
+/// `ImageService(root=None, *, pinned=None, max_parallel_downloads=None,
+/// progress_timeout=None, connect_timeout=None)`; `root=None` means
+/// `imgsvc.default_root()`. Safe to share between threads. A context
+/// manager: leaving the `with` block closes it.
+#[pyclass(frozen, module = "imgsvc", name = "ImageService")]
+pub struct PyImageService {
+    service: Mutex<Option<Arc<BlockingService>>>,
+    root: PathBuf,
+}
+
+/// `seconds` as a Duration, for an option that must be finite and >= 0
+/// (or > 0 when `zero_ok` is false).
+fn seconds(py: Python<'_>, name: &str, seconds: f64, zero_ok: bool) -> PyResult<Duration> {
+    let ok = seconds.is_finite() && (seconds > 0.0 || (zero_ok && seconds == 0.0));
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if ok => Ok(d),
+        _ => {
+            let want = if zero_ok { ">= 0 (0 = never)" } else { "> 0" };
+            Err(errors::invalid(py, format!("{name} must be a finite number of seconds {want}, got {seconds}")))
+        }
+    }
+}
+
+impl PyImageService {
+    /// The open service, or InvalidArgumentError (a ValueError, as for a
+    /// closed file) once closed.
+    fn get(&self, py: Python<'_>) -> PyResult<Arc<BlockingService>> {
+        self.service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| errors::invalid(py, "operation on a closed ImageService"))
+    }
+}
+
+#[pymethods]
+impl PyImageService {
+    #[new]
+    #[pyo3(signature = (root=None, *, pinned=None, max_parallel_downloads=None, progress_timeout=None, connect_timeout=None))]
+    fn new(
+        py: Python<'_>,
+        root: Option<PathBuf>,
+        pinned: Option<Vec<String>>,
+        max_parallel_downloads: Option<i64>,
+        progress_timeout: Option<f64>,
+        connect_timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut options = Options::new(root.unwrap_or_else(Options::default_root));
+        if let Some(pinned) = pinned {
+            options.pinned = pinned;
+        }
+        if let Some(n) = max_parallel_downloads {
+            // The core checks the upper bound; a negative count cannot reach it.
+            options.max_parallel_downloads = usize::try_from(n).map_err(|_| {
+                errors::invalid(py, format!("max_parallel_downloads must be between 1 and 64, got {n}"))
+            })?;
+        }
+        if let Some(s) = progress_timeout {
+            options.progress_timeout = seconds(py, "progress_timeout", s, true)?;
+        }
+        if let Some(s) = connect_timeout {
+            options.connect_timeout = seconds(py, "connect_timeout", s, false)?;
+        }
+        let root = options.root.clone();
+        let service = py.detach(move || BlockingService::new(options)).map_err(|e| errors::to_py(py, e))?;
+        Ok(PyImageService { service: Mutex::new(Some(Arc::new(service))), root })
+    }
+
+    /// The store's root directory.
+    #[getter]
+    fn root(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    /// True once `close()` ran.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.service.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// All images, or with a non-empty `filter` just the one it names (0 or 1).
+    #[pyo3(signature = (filter=None))]
+    fn list(&self, py: Python<'_>, filter: Option<String>) -> PyResult<Vec<PyImage>> {
+        let service = self.get(py)?;
+        let images = py.detach(move || service.list(filter.as_deref())).map_err(|e| errors::to_py(py, e))?;
+        Ok(images.into_iter().map(PyImage).collect())
+    }
+
+    /// The image `image` names (any name, digest, id or id prefix), or None
+    /// when it is absent. `verbose` adds info["info"] with the image config.
+    #[pyo3(signature = (image, verbose=false))]
+    fn status(&self, py: Python<'_>, image: String, verbose: bool) -> PyResult<Option<PyImageStatus>> {
+        let service = self.get(py)?;
+        let status = py.detach(move || service.status(&image, verbose)).map_err(|e| errors::to_py(py, e))?;
+        Ok(status.map(PyImageStatus))
+    }
+
+    /// Pull `image` and return its id (`sha256:<config digest>`).
+    ///
+    /// `progress(event: Progress)` runs on this thread. Raising from it
+    /// cancels the pull and the exception propagates; returning False
+    /// cancels it with CancelledError. Ctrl-C cancels it too.
+    #[pyo3(signature = (image, auth=None, progress=None))]
+    fn pull(
+        &self,
+        py: Python<'_>,
+        image: String,
+        auth: Option<PyRef<'_, PyAuth>>,
+        progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
+        if let Some(callback) = &progress {
+            if !callback.is_callable() {
+                let type_name = callback.get_type().name()?;
+                return Err(PyTypeError::new_err(format!("progress must be callable or None, not {type_name}")));
+            }
+        }
+        let service = self.get(py)?;
+        let auth = auth.map(|a| a.0.clone());
+        let cancel = CancelToken::new();
+        let (events_tx, mut events) = mpsc::sync_channel::<imgsvc::Progress>(EVENT_QUEUE);
+        let want_events = progress.is_some();
+        let worker = {
+            let cancel = cancel.clone();
+            std::thread::Builder::new()
+                .name("imgsvc-pull".into())
+                .spawn(move || {
+                    // A failed send means the caller stopped listening: cancel.
+                    let mut forward = |event: &imgsvc::Progress| events_tx.send(event.clone()).is_ok();
+                    let callback: Option<&mut (dyn FnMut(&imgsvc::Progress) -> bool + Send)> =
+                        if want_events { Some(&mut forward) } else { None };
+                    service.pull_cancellable(&image, auth.as_ref(), callback, &cancel)
+                    // events_tx drops here: the caller's loop sees Disconnected.
+                })
+                .map_err(|e| {
+                    errors::to_py(py, imgsvc::Error::new(ErrorKind::Internal, format!("starting the pull thread: {e}")))
+                })?
+        };
+
+        // Why the caller stopped the pull, if it did.
+        let mut stopped: Option<PyErr> = None;
+        loop {
+            // std's Receiver is not Sync, so it moves into the detached closure and back.
+            let (rx, next) = py.detach(move || {
+                let next = events.recv_timeout(POLL);
+                (events, next)
+            });
+            events = rx;
+            match next {
+                Ok(event) => {
+                    if let Some(callback) = &progress {
+                        match callback.call1((Bound::new(py, PyProgress(event))?,)) {
+                            Ok(answer) if answer.cast::<PyBool>().is_ok_and(|b| !b.is_true()) => {
+                                stopped = Some(errors::to_py(
+                                    py,
+                                    imgsvc::Error::new(
+                                        ErrorKind::Cancelled,
+                                        "pull cancelled: the progress callback returned False",
+                                    ),
+                                ));
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                stopped = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Err(e) = py.check_signals() {
+                stopped = Some(e);
+                break;
+            }
+        }
+        if stopped.is_some() {
+            cancel.cancel();
+        }
+        // A worker blocked on a full queue fails its send and stops.
+        drop(events);
+        let joined = py.detach(move || worker.join());
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        match joined {
+            Ok(result) => result.map_err(|e| errors::to_py(py, e)),
+            Err(_) => Err(errors::to_py(py, imgsvc::Error::new(ErrorKind::Internal, "the pull thread panicked"))),
+        }
+    }
+
+    /// Remove the image `image` names, with all its names. Removing what is
+    /// not there succeeds.
+    fn remove(&self, py: Python<'_>, image: String) -> PyResult<()> {
+        let service = self.get(py)?;
+        py.detach(move || service.remove(&image)).map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Drop one name; the image goes with its last name. An id is an
+    /// InvalidArgumentError, an unknown name a NotFoundError.
+    fn untag(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let service = self.get(py)?;
+        py.detach(move || service.untag(&name)).map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Usage of the store's filesystem by images.
+    fn fsinfo(&self, py: Python<'_>) -> PyResult<PyFilesystemUsage> {
+        let service = self.get(py)?;
+        let usage = py.detach(move || service.fs_info()).map_err(|e| errors::to_py(py, e))?;
+        Ok(PyFilesystemUsage(usage))
+    }
+
+    /// Release the store. Calls already running finish; later calls raise
+    /// InvalidArgumentError. Closing twice is fine.
+    fn close(&self, py: Python<'_>) {
+        let service = self.service.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Dropping the last reference stops the runtime's threads: no GIL needed.
+        py.detach(move || drop(service));
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc_value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let root = self.root().into_pyobject(py)?.repr()?.to_string();
+        Ok(if self.closed() {
+            format!("ImageService(root={root}, closed=True)")
+        } else {
+            format!("ImageService(root={root})")
+        })
+    }
+}
