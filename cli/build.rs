@@ -4,6 +4,11 @@
 //! method bodies, so the compiler insists every image RPC is implemented;
 //! RuntimeService with them, so the many RPCs we do not serve answer
 //! UNIMPLEMENTED. Clients are generated too, for the integration tests.
+//!
+//! The codec is ours (`crate::serve::codec::CriCodec`): a request that does
+//! not decode is the caller's error (INVALID_ARGUMENT), not an internal one.
+//! Code that includes the generated files must provide that path; the
+//! integration tests alias it to `tonic_prost::ProstCodec`.
 
 use std::path::PathBuf;
 
@@ -17,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build_server(true)
             .build_client(true)
             .generate_default_stubs(stubs)
+            .codec_path("crate::serve::codec::CriCodec")
             // Credentials must not reach logs: these get a redacting Debug by hand.
             .skip_debug([".runtime.v1.AuthConfig"])
             .out_dir(&out_dir)

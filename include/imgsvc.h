@@ -333,7 +333,26 @@ void imgsvc_error_free(struct imgsvc_error *err);
  *   "max_parallel_downloads": 1..64 blobs per pull at once (default 4),
  *   "progress_timeout_ms": a pull receiving nothing for this long fails with
  *             IMGSVC_TIMEOUT; 0 means never (default 300000),
- *   "connect_timeout_ms": 1..4294967295 (default 30000).
+ *   "connect_timeout_ms": 1..4294967295 (default 30000),
+ * and the registry configuration files (none is read unless named here):
+ *   "registries_conf": a containers-registries.conf v2 file (short-name
+ *             search and aliases, mirrors, insecure and blocked registries);
+ *             it must exist,
+ *   "registries_conf_d": its drop-in directory (default:
+ *             "<registries_conf>.d"),
+ *   "auth_file": a containers auth.json with credentials (read first),
+ *   "docker_config": a Docker config.json with credentials (read after
+ *             auth_file; the file itself, not its directory),
+ *   "certs_dir": a certs.d root holding one "<host:port>/" directory per
+ *             registry (CA "*.crt", "client.cert" + "client.key"),
+ *   "system_registry_config": true to start from the usual locations
+ *             (/etc/containers/registries.conf and .d, $REGISTRY_AUTH_FILE or
+ *             the containers auth.json, $DOCKER_CONFIG/config.json or
+ *             ~/.docker/config.json, /etc/containers/certs.d), those that
+ *             exist; each path key above then replaces one of them, and ""
+ *             turns it off (default false).
+ * A registries.conf that is missing or invalid is IMGSVC_INVALID_ARGUMENT,
+ * with the file and line in the message.
  *
  * On success *out_service is a new service the caller owns (free it with
  * imgsvc_service_free()).
@@ -439,6 +458,29 @@ imgsvc_status imgsvc_service_untag(const struct imgsvc_service *service, const c
  * Pointers are NULL or valid as described in the header's conventions.
  */
 imgsvc_status imgsvc_service_fs_info(const struct imgsvc_service *service, char **out_json, struct imgsvc_error **err);
+
+/**
+ * Check the store's consistency: every image's blobs present with the size
+ * and digest recorded (each blob re-hashed), no unreferenced blobs, no
+ * downloads or temporary files left by a crash. With `repair`, also remove
+ * what is orphaned, corrupt blobs and the images that cannot be complete
+ * (pull them again), until the store is clean.
+ *
+ * Finding problems is not a failure: on success *out_json is a new string
+ * the caller frees with imgsvc_string_free():
+ * {"clean": true when nothing remains to fix,
+ *  "problems": ["blob sha256:... is corrupt: its content hashes to sha256:...",
+ *               "image sha256:... is incomplete", ...] (one sentence each),
+ *  "repaired": [what repair did, one sentence each; [] without repair],
+ *  "remaining": [problems still there; all of them without repair],
+ *  "blobsChecked": the number of blobs verified (a JSON number)}.
+ * It holds the store's lock while it runs, so other calls that change the
+ * store wait for it.
+ *
+ * # Safety
+ * Pointers are NULL or valid as described in the header's conventions.
+ */
+imgsvc_status imgsvc_service_fsck(const struct imgsvc_service *service, bool repair, char **out_json, struct imgsvc_error **err);
 
 /**
  * Free a string this library handed out (JSON results, image ids). NULL

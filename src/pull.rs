@@ -183,12 +183,7 @@ async fn in_time<T>(
     }
 }
 
-async fn run(
-    inner: &Arc<Inner>,
-    reference: Reference,
-    auth: Option<Auth>,
-    job: &Job,
-) -> Result<String> {
+async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, job: &Job) -> Result<String> {
     // A short name may stand for several candidates: the first that pulls wins.
     let mut last = None;
     for candidate in inner.registries.candidates(&reference)? {
@@ -230,12 +225,7 @@ async fn resolve(
     Err(Error::internal("no endpoint to pull from"))
 }
 
-async fn pull_one(
-    inner: &Arc<Inner>,
-    reference: Reference,
-    auth: Option<&Auth>,
-    job: &Job,
-) -> Result<String> {
+async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>, job: &Job) -> Result<String> {
     let started = Instant::now();
     let limit = inner.options.progress_timeout;
     let emit = |ev: Progress| {

@@ -29,7 +29,7 @@ fn check_view(svc: &BlockingService, id: &str, name: &str) {
 #[test]
 fn sixteen_threads_pulling_one_image_fetch_each_blob_once() {
     let repo = format!("test/conc16-{}", std::process::id());
-    let name = format!("{}:v1", private_copy("debian:v1", &format!("{repo}:v1")));
+    let name = private_copy("debian:v1", &format!("{repo}:v1"));
     let digests = layer_digests(&repo, "v1");
     let id = digests[0].clone();
     let root = temp_root();

@@ -13,23 +13,27 @@
 #
 # Registry: $IMGSVC_TEST_REGISTRY (host:port, plain HTTP, fixtures pushed);
 # without it one is started with scripts/registry.sh and scripts/fixtures.sh
-# pushes the fixtures. Some tests start registries of their own too.
+# pushes the fixtures. Some tests start registries of their own too (one with
+# TLS and basic auth through tests/c/secure-registry.sh).
 #
 # Environment:
-#   IMGSVC_PY_VENV   venv to use (default bindings/python/.venv; created if missing)
+#   IMGSVC_VENV      venv to use (default target/venv, as scripts/test and
+#                    scripts/install-deps.sh; created if missing);
+#                    IMGSVC_PY_VENV is an older name for it
 #   PYTHON           interpreter that creates the venv (default python3, >= 3.9)
 #   KEEP_TMP=1       keep the work directory
 #
 # Needs: python3 with venv (apt-get install -y python3-venv for Debian's
 # python), Rust/cargo, docker-registry, skopeo, apache2-utils (htpasswd),
-# curl; pip packages maturin, pytest, pytest-timeout, mypy (installed here
-# into the venv from PyPI). Runs as root for the 1 MiB tmpfs of the
+# openssl, curl (scripts/install-deps.sh installs them); pip packages
+# maturin, pytest, pytest-timeout, mypy (installed here into the venv from
+# PyPI). Runs as root for the 1 MiB tmpfs of the
 # storage-full test (skipped with a reason otherwise).
 
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-venv=${IMGSVC_PY_VENV:-$repo/bindings/python/.venv}
+venv=${IMGSVC_VENV:-${IMGSVC_PY_VENV:-$repo/target/venv}}
 python=${PYTHON:-python3}
 work=$(mktemp -d /tmp/imgsvc-python.XXXXXX)
 passed=0
@@ -65,11 +69,12 @@ finish() {
 }
 
 missing=()
-for tool in "$python" cargo docker-registry skopeo htpasswd curl; do
+export PATH=$PATH:${HOME:-/root}/.cargo/bin
+for tool in "$python" cargo docker-registry skopeo htpasswd openssl curl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
-    echo "python.sh: missing ${missing[*]}; install with: apt-get install -y python3-venv docker-registry skopeo apache2-utils curl (and Rust)" >&2
+    echo "python.sh: missing ${missing[*]}; run scripts/install-deps.sh (apt-get install -y python3-venv docker-registry skopeo apache2-utils openssl curl, and Rust)" >&2
     exit 1
 fi
 

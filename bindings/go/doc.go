@@ -10,6 +10,11 @@
 // (scripts/install-c.sh PREFIX), build with `-tags imgsvc_pkgconfig` and
 // PKG_CONFIG_PATH set.
 //
+// Options name the registry configuration files to read (registries.conf,
+// auth.json, Docker's config.json, a certs.d root); none is read unless
+// named, or unless Options.SystemRegistryConfig asks for the usual
+// locations. Service.Fsck checks (and repairs) the store.
+//
 // A *Service is safe for concurrent use by many goroutines. Errors match the
 // exported sentinels with errors.Is (ErrNotFound, ErrInvalidArgument, ...);
 // a cancelled pull's error wraps ctx.Err() and a pull that stopped making

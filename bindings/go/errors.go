@@ -43,7 +43,7 @@ const (
 
 // Error is a failed call: the operation, the C status code and the message.
 type Error struct {
-	Op      string // "open", "list", "status", "pull", "remove", "untag", "fsinfo"
+	Op      string // "open", "list", "status", "pull", "remove", "untag", "fsinfo", "fsck"
 	Code    int    // the C status code, 1..12 (include/imgsvc.h)
 	Message string
 	wrapped []error

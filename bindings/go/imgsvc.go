@@ -284,6 +284,30 @@ func (s *Service) FsInfo() (FilesystemUsage, error) {
 	return usage, nil
 }
 
+// Fsck checks the store's consistency: every image's blobs present with
+// the size and digest recorded (each blob re-hashed), no unreferenced blobs,
+// no downloads or temporary files left by a crash. With repair it also
+// removes what is orphaned, corrupt blobs and the images that cannot be
+// complete (pull them again), until the store is clean. Problems found are
+// not an error: they are in the report.
+func (s *Service) Fsck(repair bool) (FsckReport, error) {
+	ptr, release, err := s.acquire("fsck")
+	if err != nil {
+		return FsckReport{}, err
+	}
+	defer release()
+	var out *C.char
+	var cerr *C.imgsvc_error
+	if rc := C.imgsvc_service_fsck(ptr, C.bool(repair), &out, &cerr); rc != 0 {
+		return FsckReport{}, takeError("fsck", rc, cerr, nil)
+	}
+	var report FsckReport
+	if err := json.Unmarshal([]byte(takeString(out)), &report); err != nil {
+		return FsckReport{}, newError("fsck", codeInternal, "decoding the library's answer: "+err.Error(), nil)
+	}
+	return report, nil
+}
+
 // Version is the C library's version.
 func Version() string {
 	return C.GoString(C.imgsvc_version())

@@ -2,6 +2,7 @@ package imgsvc_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -9,10 +10,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +26,11 @@ import (
 // registry is host:port of a registry holding the fixtures of
 // scripts/fixtures.sh: IMGSVC_TEST_REGISTRY, or one TestMain starts.
 var registry string
+
+// secureDir is the directory of a registry with TLS (its own CA) and basic
+// auth, made by tests/c/secure-registry.sh: IMGSVC_TEST_SECURE_DIR, or one
+// TestMain starts. secureAddr is its host:port.
+var secureDir, secureAddr string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -50,6 +59,29 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
+	secureDir = os.Getenv("IMGSVC_TEST_SECURE_DIR")
+	if secureDir == "" {
+		dir, err := os.MkdirTemp("", "imgsvc-go-secure-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		start := exec.Command("../../tests/c/secure-registry.sh", "start", dir, registry)
+		start.Stderr = os.Stderr
+		if err := start.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "starting the TLS + basic auth registry: %v\n", err)
+			return 1
+		}
+		defer exec.Command("../../tests/c/secure-registry.sh", "stop", dir).Run()
+		secureDir = dir
+	}
+	addr, err := os.ReadFile(filepath.Join(secureDir, "addr"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	secureAddr = strings.TrimSpace(string(addr))
 	return m.Run()
 }
 
@@ -259,6 +291,9 @@ func TestErrors(t *testing.T) {
 		{"untag unknown name", svc.Untag(ref("fixture/small:a")), imgsvc.ErrNotFound, 2},
 		{"untag an id", svc.Untag("sha256:" + strings.Repeat("0", 64)), imgsvc.ErrInvalidArgument, 1},
 		{"bad credentials JSON field", pullWithAuth(svc, &imgsvc.Auth{Auth: "not base64!"}), imgsvc.ErrInvalidArgument, 1},
+		{"huge reference", pullErr(svc, ctx, ref("fixture/small:"+strings.Repeat("x", 16<<20))), imgsvc.ErrInvalidArgument, 1},
+		{"nothing listening", pullErr(svc, ctx, closedPort(t)+"/fixture/small:a"), imgsvc.ErrUnavailable, 5},
+		{"unknown CA", pullErr(svc, ctx, secureAddr+"/fixture/small:a"), imgsvc.ErrUnavailable, 5},
 	}
 	sentinels := []error{imgsvc.ErrInvalidArgument, imgsvc.ErrNotFound, imgsvc.ErrUnauthenticated,
 		imgsvc.ErrPermissionDenied, imgsvc.ErrUnavailable, imgsvc.ErrIntegrity, imgsvc.ErrUnsupported,
@@ -279,6 +314,18 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	assertEmpty(t, svc)
+}
+
+// closedPort is a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func pullErr(svc *imgsvc.Service, ctx context.Context, image string) error {
@@ -519,4 +566,173 @@ func TestVersion(t *testing.T) {
 	if !regexp.MustCompile(`^\d+\.\d+\.\d+`).MatchString(imgsvc.Version()) {
 		t.Fatalf("Version() = %q", imgsvc.Version())
 	}
+}
+
+// The registry options reach the library: a certs.d root for the registry's
+// CA, credentials from auth.json or Docker's config.json, and a
+// registries.conf whose alias resolves a short name.
+func TestRegistryFiles(t *testing.T) {
+	image := secureAddr + "/fixture/small:a"
+	certs := filepath.Join(secureDir, "certs.d")
+	pull := func(opts *imgsvc.Options, name string) (string, error) {
+		svc, _ := open(t, opts)
+		return svc.Pull(context.Background(), name, nil)
+	}
+	if _, err := pull(&imgsvc.Options{CertsDir: certs}, image); !errors.Is(err, imgsvc.ErrUnauthenticated) {
+		t.Errorf("CA, no credentials: %v, want ErrUnauthenticated", err)
+	}
+	_, err := pull(&imgsvc.Options{AuthFile: filepath.Join(secureDir, "auth.json")}, image)
+	if !errors.Is(err, imgsvc.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("credentials, no CA: %v, want a certificate error", err)
+	}
+	id, err := pull(&imgsvc.Options{CertsDir: certs, AuthFile: filepath.Join(secureDir, "auth.json")}, image)
+	if err != nil || !imageID.MatchString(id) {
+		t.Fatalf("CertsDir + AuthFile: %q %v", id, err)
+	}
+	if id2, err := pull(&imgsvc.Options{CertsDir: certs, DockerConfig: filepath.Join(secureDir, "docker", "config.json")},
+		image); err != nil || id2 != id {
+		t.Errorf("CertsDir + DockerConfig: %q %v, want %s", id2, err, id)
+	}
+
+	svc, _ := open(t, &imgsvc.Options{
+		RegistriesConf: filepath.Join(secureDir, "registries.conf"),
+		CertsDir:       certs,
+		AuthFile:       filepath.Join(secureDir, "auth.json"),
+	})
+	if got, err := svc.Pull(context.Background(), "securesmall:a", nil); err != nil || got != id {
+		t.Fatalf("alias securesmall:a: %q %v, want %s", got, err, id)
+	}
+	st, err := svc.Status("securesmall:a", false)
+	if err != nil || st == nil || len(st.Image.RepoTags) != 1 || st.Image.RepoTags[0] != image {
+		t.Fatalf("Status(securesmall:a): %+v %v", st, err)
+	}
+}
+
+func TestRegistriesConfRefused(t *testing.T) {
+	_, err := imgsvc.Open(t.TempDir(), &imgsvc.Options{RegistriesConf: "/nonexistent/registries.conf"})
+	if !errors.Is(err, imgsvc.ErrInvalidArgument) || !strings.Contains(err.Error(), "/nonexistent/registries.conf") {
+		t.Errorf("missing registries.conf: %v", err)
+	}
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	if err := os.WriteFile(conf, []byte("[[registry]]\nprefix = \"x\"\nblocked = maybe\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = imgsvc.Open(t.TempDir(), &imgsvc.Options{RegistriesConf: conf})
+	if !errors.Is(err, imgsvc.ErrInvalidArgument) || !strings.Contains(err.Error(), conf+": line 3") {
+		t.Errorf("invalid registries.conf: %v", err)
+	}
+	// A blocked registry is permission denied.
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nprefix = %q\nblocked = true\n", registry)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := open(t, &imgsvc.Options{RegistriesConf: conf})
+	if _, err := svc.Pull(context.Background(), ref("fixture/small:a"), nil); !errors.Is(err, imgsvc.ErrPermissionDenied) {
+		t.Errorf("blocked registry: %v, want ErrPermissionDenied", err)
+	}
+	assertEmpty(t, svc)
+}
+
+// Fsck re-hashes the blobs and names a corrupt one precisely; repair
+// removes it and the image that needed it.
+func TestFsck(t *testing.T) {
+	svc, root := open(t, nil)
+	report, err := svc.Fsck(false)
+	if err != nil || !report.Clean || len(report.Problems) != 0 || report.BlobsChecked != 0 {
+		t.Fatalf("empty store: %+v %v", report, err)
+	}
+	var layers []string
+	id, err := svc.Pull(context.Background(), ref("fixture/debian:v1"), &imgsvc.PullOptions{
+		Progress: func(p imgsvc.Progress) {
+			if p.Kind == imgsvc.ProgressLayerDone && p.Digest != "" {
+				layers = append(layers, p.Digest)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(root, "blobs", "sha256", "*"))
+	if report, err := svc.Fsck(false); err != nil || !report.Clean || report.BlobsChecked != len(blobs) {
+		t.Fatalf("after a pull: %+v %v (%d blobs)", report, err, len(blobs))
+	}
+
+	// Flip a byte in the middle of a layer.
+	var layer string
+	for _, d := range layers {
+		if d != id {
+			layer = d
+		}
+	}
+	path := filepath.Join(root, "blobs", "sha256", strings.TrimPrefix(layer, "sha256:"))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	actual := fmt.Sprintf("sha256:%x", sha256.Sum256(data))
+
+	corrupt := fmt.Sprintf("blob %s is corrupt: its content hashes to %s", layer, actual)
+	incomplete := fmt.Sprintf("image %s is incomplete", id)
+	report, err = svc.Fsck(false)
+	if err != nil || report.Clean || !slices.Contains(report.Problems, corrupt) ||
+		!slices.Contains(report.Problems, incomplete) || len(report.Repaired) != 0 ||
+		!slices.Equal(report.Remaining, report.Problems) {
+		t.Fatalf("corrupt layer: %+v %v\nwant %q and %q", report, err, corrupt, incomplete)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("a check without repair touched the blob: %v", err)
+	}
+
+	report, err = svc.Fsck(true)
+	if err != nil || !report.Clean || len(report.Remaining) != 0 ||
+		!slices.Contains(report.Repaired, "deleted corrupt blob "+layer) {
+		t.Fatalf("repair: %+v %v", report, err)
+	}
+	assertEmpty(t, svc)
+	if again := mustPull(t, svc, ref("fixture/debian:v1")); again != id {
+		t.Fatalf("pull after repair: %s, want %s", again, id)
+	}
+	if report, err := svc.Fsck(false); err != nil || !report.Clean {
+		t.Fatalf("after pulling again: %+v %v", report, err)
+	}
+}
+
+// A full disk is ErrStorageFull and leaves the store intact. The test runs
+// itself again with files limited to 256 KiB (ulimit -f) and SIGXFSZ
+// ignored: writes past the limit then fail with EFBIG, as on a full disk.
+func TestStorageFull(t *testing.T) {
+	if root := os.Getenv("IMGSVC_GO_STORAGE_FULL_ROOT"); root != "" {
+		signal.Ignore(syscall.SIGXFSZ)
+		svc, err := imgsvc.Open(root, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer svc.Close()
+		_, err = svc.Pull(context.Background(), ref("fixture/debian:v1"), nil)
+		var e *imgsvc.Error
+		if !errors.Is(err, imgsvc.ErrStorageFull) || !errors.As(err, &e) || e.Code != 8 {
+			t.Fatalf("Pull with a full disk: %v, want ErrStorageFull", err)
+		}
+		assertEmpty(t, svc)
+		return
+	}
+	root := t.TempDir()
+	child := exec.Command("sh", "-c", `ulimit -f 256 && exec "$0" "$@"`, os.Args[0],
+		"-test.run=^TestStorageFull$", "-test.count=1", "-test.v")
+	child.Env = append(os.Environ(), "IMGSVC_GO_STORAGE_FULL_ROOT="+root, "IMGSVC_TEST_REGISTRY="+registry,
+		"IMGSVC_TEST_SECURE_DIR="+secureDir)
+	if out, err := child.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS: TestStorageFull") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	svc, err := imgsvc.Open(root, nil)
+	if err != nil {
+		t.Fatalf("Open after a full disk: %v", err)
+	}
+	defer svc.Close()
+	assertEmpty(t, svc)
+	mustPull(t, svc, ref("fixture/debian:v1"))
 }

@@ -21,6 +21,34 @@ type Options struct {
 	// ConnectTimeout bounds connecting to a registry; 0 means the default
 	// (30 seconds).
 	ConnectTimeout time.Duration
+
+	// The registry configuration files. None is read unless named here, or
+	// unless SystemRegistryConfig is set; "" means the default.
+
+	// RegistriesConf is a containers-registries.conf v2 file: short-name
+	// search and aliases, mirrors, insecure and blocked registries. It must
+	// exist; Open fails with ErrInvalidArgument, naming the file and line,
+	// when it is missing or invalid.
+	RegistriesConf string
+	// RegistriesConfDir is its drop-in directory (default:
+	// RegistriesConf + ".d").
+	RegistriesConfDir string
+	// AuthFile is a containers auth.json with credentials, read first.
+	AuthFile string
+	// DockerConfig is a Docker config.json with credentials (the file, not
+	// its directory), read after AuthFile.
+	DockerConfig string
+	// CertsDir is a certs.d root holding one "<host:port>/" directory per
+	// registry: CA certificates "*.crt", and "client.cert" with
+	// "client.key" for mutual TLS.
+	CertsDir string
+	// SystemRegistryConfig starts from the usual locations, those that
+	// exist: /etc/containers/registries.conf and its .d directory,
+	// $REGISTRY_AUTH_FILE or the containers auth.json,
+	// $DOCKER_CONFIG/config.json or ~/.docker/config.json, and
+	// /etc/containers/certs.d. Each path field set above replaces one of
+	// them.
+	SystemRegistryConfig bool
 }
 
 // The JSON options of imgsvc_service_open.
@@ -49,6 +77,20 @@ func (o *Options) json() (string, error) {
 	}
 	if o.ConnectTimeout > 0 {
 		m["connect_timeout_ms"] = millis(o.ConnectTimeout)
+	}
+	for key, path := range map[string]string{
+		"registries_conf":   o.RegistriesConf,
+		"registries_conf_d": o.RegistriesConfDir,
+		"auth_file":         o.AuthFile,
+		"docker_config":     o.DockerConfig,
+		"certs_dir":         o.CertsDir,
+	} {
+		if path != "" {
+			m[key] = path
+		}
+	}
+	if o.SystemRegistryConfig {
+		m["system_registry_config"] = true
 	}
 	b, err := json.Marshal(m)
 	return string(b), err
@@ -243,4 +285,20 @@ type PullOptions struct {
 	// called Pull, during the call. To stop the pull, cancel its context.
 	// A panic in Progress stops the pull and is raised again by Pull.
 	Progress func(Progress)
+}
+
+// FsckReport is what a consistency check of the store found and, with
+// repair, what it fixed.
+type FsckReport struct {
+	// Clean is true when no problem remains.
+	Clean bool `json:"clean"`
+	// Problems found, one sentence each, e.g. "blob sha256:... is corrupt:
+	// its content hashes to sha256:..." or "image sha256:... is incomplete".
+	Problems []string `json:"problems"`
+	// Repaired lists what repair did, one sentence each.
+	Repaired []string `json:"repaired"`
+	// Remaining lists the problems still there (all of them without repair).
+	Remaining []string `json:"remaining"`
+	// BlobsChecked is the number of blobs whose digest and size were verified.
+	BlobsChecked int `json:"blobsChecked"`
 }

@@ -238,7 +238,13 @@ fn human_size(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let s = if u == 0 { format!("{n}") } else { format!("{v:.digits$}") };
     let trimmed = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     format!("{trimmed}{}", units[u])
@@ -268,7 +274,11 @@ fn print_table(images: &[Image]) {
         let short_id: String = i.id.trim_start_matches("sha256:").chars().take(13).collect();
         let size = human_size(i.size);
         if i.repo_tags.is_empty() {
-            let repo = i.repo_digests.first().map(|d| d.split('@').next().unwrap_or("<none>").to_string()).unwrap_or("<none>".into());
+            let repo = i
+                .repo_digests
+                .first()
+                .map(|d| d.split('@').next().unwrap_or("<none>").to_string())
+                .unwrap_or("<none>".into());
             rows.push([repo, "<none>".into(), short_id.clone(), size.clone()]);
         }
         for t in &i.repo_tags {
@@ -279,7 +289,17 @@ fn print_table(images: &[Image]) {
     let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = std::io::stdout().lock();
     for r in rows {
-        let _ = writeln!(out, "{:w0$}   {:w1$}   {:w2$}   {}", r[0], r[1], r[2], r[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]);
+        let _ = writeln!(
+            out,
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
     }
 }
 
@@ -310,8 +330,16 @@ impl PullDisplay {
         if self.tty {
             let done: u64 = self.done.values().sum();
             let width = 30usize;
-            let filled = if self.total == 0 { width } else { ((done as f64 / self.total as f64) * width as f64) as usize }.min(width);
-            eprint!("\r[{}{}] {} / {}   ", "#".repeat(filled), ".".repeat(width - filled), human_size(done), human_size(self.total));
+            let filled =
+                if self.total == 0 { width } else { ((done as f64 / self.total as f64) * width as f64) as usize }
+                    .min(width);
+            eprint!(
+                "\r[{}{}] {} / {}   ",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                human_size(done),
+                human_size(self.total)
+            );
             self.drawn = true;
         } else {
             eprintln!("{}", imgsvc::json::progress(p));

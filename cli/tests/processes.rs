@@ -17,11 +17,13 @@ fn imgsvc(root: &std::path::Path) -> Command {
 #[test]
 fn two_processes_pulling_one_image_fetch_each_blob_once() {
     let repo = format!("test/twoproc-{}", std::process::id());
-    let name = format!("{}:v1", private_copy("debian:v1", &format!("{repo}:v1")));
+    let name = private_copy("debian:v1", &format!("{repo}:v1"));
     let (m, _) = registry_manifest(&repo, "v1");
     let root = temp_root();
     let procs: Vec<_> = (0..2)
-        .map(|_| imgsvc(root.path()).arg("pull").arg(&name).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap())
+        .map(|_| {
+            imgsvc(root.path()).arg("pull").arg(&name).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap()
+        })
         .collect();
     let ids: Vec<String> = procs
         .into_iter()

@@ -20,6 +20,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+/// The generated code names its codec by this path (see build.rs); the
+/// server's own codec differs only in how it reports undecodable requests.
+mod serve {
+    pub mod codec {
+        pub type CriCodec<T, U> = tonic_prost::ProstCodec<T, U>;
+    }
+}
+
 mod api {
     #![allow(clippy::all, dead_code)]
     include!(concat!(env!("OUT_DIR"), "/image/runtime.v1.rs"));
@@ -50,27 +58,46 @@ struct Daemon {
 
 impl Daemon {
     fn start(extra: &[&str]) -> Daemon {
+        Daemon::start_with(&[], extra)
+    }
+
+    /// `registry` replaces the default registry flags given before `serve`
+    /// (pairs of flag and value).
+    fn start_with(registry: &[(&str, &str)], extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new().prefix("imgsvc-serve-").tempdir().unwrap();
         // A directory that does not exist yet: serve creates it.
         let socket = dir.path().join("run/nested/imgsvc.sock");
-        let mut d = Daemon::spawn(dir, socket, extra);
+        let mut d = Daemon::spawn_with(dir, socket, registry, extra);
         d.wait_ready();
         d
     }
 
     fn spawn(dir: tempfile::TempDir, socket: PathBuf, extra: &[&str]) -> Daemon {
+        Daemon::spawn_with(dir, socket, &[], extra)
+    }
+
+    fn spawn_with(dir: tempfile::TempDir, socket: PathBuf, registry: &[(&str, &str)], extra: &[&str]) -> Daemon {
         let root = dir.path().join("root");
         let log = dir.path().join("daemon.log");
         // Our own registries.conf, never the machine's; having one at all
         // turns on short-name resolution, which id lookups must get past.
         let conf = dir.path().join("registries.conf");
         std::fs::write(&conf, "[aliases]\n\"busybox\" = \"docker.io/library/busybox\"\n").unwrap();
+        let conf = conf.display().to_string();
+        let mut flags = vec![
+            ("--registries-conf", conf.as_str()),
+            ("--auth-file", ""),
+            ("--docker-config", ""),
+            ("--cert-dir", ""),
+        ];
+        for (flag, value) in registry {
+            flags.retain(|(f, _)| f != flag);
+            flags.push((flag, value));
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
             .arg("--root")
             .arg(&root)
-            .arg("--registries-conf")
-            .arg(&conf)
-            .args(["--auth-file", "", "--docker-config", "", "--cert-dir", ""])
+            .args(flags.iter().flat_map(|(f, v)| [*f, *v]))
             .arg("serve")
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
@@ -343,6 +370,13 @@ async fn socket_runtime_service_and_empty_store() {
     ] {
         assert!(log.contains(&format!("method=\"{method}\"")), "no log line for {method}:\n{log}");
     }
+    // Calls answered by a generated stub are logged too, with their outcome.
+    for method in ["Status", "RunPodSandbox", "StreamContainers"] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("method=\"{method}\"")) && l.contains("outcome=Unimplemented")),
+            "no Unimplemented log line for {method}:\n{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -563,4 +597,286 @@ async fn shutdown_cancels_calls_after_grace() {
     assert!(st.success(), "{st}");
     assert!(!d.socket.exists());
     assert!(d.log().contains("imgsvc is shutting down"), "{}", d.log());
+}
+
+/// Sends and receives raw protobuf bytes: requests no generated client can
+/// produce (invalid UTF-8, wrong wire types, fields we do not declare).
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+/// One ImageService call with `body` as the request's bytes, and optional
+/// request metadata.
+async fn raw_call(
+    channel: Channel,
+    method: &str,
+    body: Vec<u8>,
+    metadata: &[(&'static str, &str)],
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("channel ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/runtime.v1.ImageService/{method}")).unwrap();
+    let mut req = tonic::Request::new(body);
+    for (key, value) in metadata {
+        req.metadata_mut().insert(*key, value.parse().unwrap());
+    }
+    grpc.unary(req, path, RawCodec).await.map(|r| r.into_inner())
+}
+
+/// The log is one event per line, each starting with its timestamp, none huge.
+fn assert_log_well_formed(log: &str) {
+    for line in log.lines() {
+        assert!(
+            line.len() >= 4 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit),
+            "a log line that does not start with a timestamp (forged by a request?): {:?}",
+            &line[..line.len().min(200)]
+        );
+        assert!(line.len() < 8192, "a log line of {} bytes", line.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_and_absurd_fields_get_clear_errors() {
+    let mut d = Daemon::start(&[]);
+    let mut c = d.images().await;
+    let small = common::fixture("small:a");
+    let id = c.pull_image(pull_request(&small, None)).await.unwrap().into_inner().image_ref;
+
+    // No image named at all (the message unset, or an empty string).
+    for image in [None, spec("")] {
+        let e = c.image_status(api::ImageStatusRequest { image: image.clone(), verbose: true }).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("no image specified"), "{e:?}");
+        let e = c.remove_image(api::RemoveImageRequest { image: image.clone() }).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("no image specified"), "{e:?}");
+        let e = c.pull_image(api::PullImageRequest { image: image.clone(), auth: None }).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("empty"), "{e:?}");
+    }
+    // An empty filter, however it is spelled, lists every image.
+    for filter in [None, Some(api::ImageFilter { image: None }), Some(api::ImageFilter { image: spec("") })] {
+        let listed = c.list_images(api::ListImagesRequest { filter: filter.clone() }).await.unwrap().into_inner();
+        assert_eq!(listed.images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), [id.as_str()], "{filter:?}");
+        let mut stream = c.stream_images(api::StreamImagesRequest { filter }).await.unwrap().into_inner();
+        assert_eq!(stream.message().await.unwrap().unwrap().images.len(), 1);
+        assert!(stream.message().await.unwrap().is_none());
+    }
+
+    // Names that are not references or ids (or, like "sha256:zz", a short
+    // name nothing resolves), one of them a megabyte long: INVALID_ARGUMENT
+    // from every RPC that takes a name, with a message that stays short.
+    let huge = format!("{}/{}", common::registry(), "z".repeat(1 << 20));
+    let long_tag = format!("{small}{}", "t".repeat(300));
+    let absurd = [
+        " ",
+        "a\nINFO forged log line",
+        "nul\0byte",
+        "sha256:",
+        "sha256:zz",
+        "UPPER/Case:v1",
+        "a@sha256:1234",
+        "//",
+        "a:b:c:d",
+        "\u{202e}txet",
+        &huge,
+        &long_tag,
+    ];
+    for name in absurd {
+        let shown = &name[..name.len().min(40)];
+        let check = |what: &str, r: Result<(), tonic::Status>| {
+            let e = r.expect_err(&format!("{what} {shown:?} must fail"));
+            assert_eq!(e.code(), Code::InvalidArgument, "{what} {shown:?}: {e:?}");
+            assert!(!e.message().is_empty(), "{what} {shown:?}: no message");
+            assert!(e.message().len() <= 2100, "{what} {shown:?}: a message of {} bytes", e.message().len());
+        };
+        let r = c.image_status(api::ImageStatusRequest { image: spec(name), verbose: false }).await;
+        check("ImageStatus", r.map(|_| ()));
+        let r = c.remove_image(api::RemoveImageRequest { image: spec(name) }).await;
+        check("RemoveImage", r.map(|_| ()));
+        let r = c.pull_image(pull_request(name, None)).await;
+        check("PullImage", r.map(|_| ()));
+        let filter = Some(api::ImageFilter { image: spec(name) });
+        let r = c.list_images(api::ListImagesRequest { filter: filter.clone() }).await;
+        check("ListImages", r.map(|_| ()));
+        let r = c.stream_images(api::StreamImagesRequest { filter }).await;
+        check("StreamImages", r.map(|_| ()));
+    }
+    // An absurd runtime handler is refused the same way.
+    let mut req = pull_request(&small, None).into_inner();
+    req.image.as_mut().unwrap().runtime_handler = "h".repeat(1 << 20);
+    let e = c.pull_image(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().len() <= 2100, "a message of {} bytes", e.message().len());
+
+    // Malformed credentials: refused before any work, and never echoed.
+    for (auth, why) in [("%%%not-base64-s3cret%%%", "not valid base64"), ("bm8tY29sb24tczNjcmV0", "no ':'")] {
+        let mut req = pull_request(&small, None).into_inner();
+        req.auth = Some(api::AuthConfig { auth: auth.into(), ..Default::default() });
+        let e = c.pull_image(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(why) && !e.message().contains(auth), "{e:?}");
+    }
+
+    // Fields we ignore may be as large and odd as a client likes.
+    let annotations = (0..10_000).map(|i| (format!("k{i}"), "v".repeat(20))).collect();
+    let odd = api::ImageSpec {
+        image: small.clone(),
+        annotations,
+        user_specified_image: "u".repeat(100_000),
+        runtime_handler: String::new(),
+        image_ref: "\u{0}\u{7f}odd".into(),
+    };
+    let s = c.image_status(api::ImageStatusRequest { image: Some(odd), verbose: false }).await.unwrap().into_inner();
+    assert_eq!(s.image.unwrap().id, id);
+
+    // Bytes no generated client sends. Invalid UTF-8 in ImageSpec.image, a
+    // field with the wrong wire type, a truncated message: INVALID_ARGUMENT.
+    for (body, why) in [
+        (vec![0x0a, 0x03, 0x0a, 0x01, 0xff], "UTF-8"),
+        (vec![0x08, 0x01], "wire type"),
+        (vec![0x0a, 0x05, 0x0a], "buffer underflow"),
+    ] {
+        let e = raw_call(d.channel().await, "ImageStatus", body.clone(), &[]).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{body:x?}: {e:?}");
+        assert!(e.message().contains("malformed request") && e.message().contains(why), "{body:x?}: {e:?}");
+    }
+    // Fields we do not declare are skipped: sandbox_config (3) with any
+    // content, and a field number no CRI version has.
+    let mut body = prost::Message::encode_to_vec(&pull_request(&small, None).into_inner());
+    body.extend([0x1a, 0x05, 0x0a, 0x03, b'p', b'o', b'd']); // field 3, a nested message
+    body.extend([0xb8, 0x3e, 0x01]); // field 999, varint 1
+    let reply = raw_call(d.channel().await, "PullImage", body, &[]).await.unwrap();
+    let reply: api::PullImageResponse = prost::Message::decode(&reply[..]).unwrap();
+    assert_eq!(reply.image_ref, id);
+
+    // A request over the 4 MiB limit is refused by the gRPC layer.
+    let e = c
+        .image_status(api::ImageStatusRequest { image: spec(&"x".repeat(5 << 20)), verbose: false })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert!(e.message().contains("too large"), "{e:?}");
+
+    // Deadlines: an absurdly long or unparsable one is no deadline; a
+    // nanosecond cuts a pull short.
+    let status_body = prost::Message::encode_to_vec(&api::ImageStatusRequest { image: spec(&small), verbose: false });
+    for timeout in ["99999999H", "bogus", "-5S"] {
+        let reply = raw_call(d.channel().await, "ImageStatus", status_body.clone(), &[("grpc-timeout", timeout)])
+            .await
+            .unwrap_or_else(|e| panic!("grpc-timeout {timeout}: {e:?}"));
+        let reply: api::ImageStatusResponse = prost::Message::decode(&reply[..]).unwrap();
+        assert_eq!(reply.image.unwrap().id, id, "grpc-timeout {timeout}");
+    }
+    // (A pull held back by the proxy, so it cannot win the race.)
+    let proxy = StallProxy::start(common::registry()).await;
+    let held = format!("{}/fixture/debian:v1", proxy.addr);
+    let pull_body = prost::Message::encode_to_vec(&pull_request(&held, None).into_inner());
+    let e = raw_call(d.channel().await, "PullImage", pull_body, &[("grpc-timeout", "1n")]).await.unwrap_err();
+    assert!(is_cut_short(e.code()), "{e:?}");
+
+    // Still serving, nothing panicked, the log is intact.
+    let mut rt = Runtime::new(d.channel().await);
+    rt.version(runtime_api::VersionRequest { version: "\u{0}".repeat(1000) }).await.unwrap();
+    assert_eq!(status(&mut c, &small).await.unwrap().id, id);
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon died");
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_log_well_formed(&log);
+    assert!(!log.contains("s3cret"), "credentials in the log");
+    assert!(
+        log.lines().any(|l| l.contains("method=\"ImageStatus\"") && l.contains("bytes in all")),
+        "the megabyte name is logged clipped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_flags_reach_the_daemon() {
+    // A registry with TLS (our own CA) and basic auth, holding small:a.
+    let dir = tempfile::Builder::new().prefix("imgsvc-serve-reg-").tempdir().unwrap();
+    let (ca, crt, key) = common::make_ca_and_server_cert(dir.path());
+    let htpasswd = Command::new("htpasswd").args(["-Bbn", "alice", "Flag-Pw-2718"]).output().expect("htpasswd");
+    std::fs::write(dir.path().join("htpasswd"), htpasswd.stdout).unwrap();
+    let tls = format!("  tls:\n    certificate: {}\n    key: {}", crt.display(), key.display());
+    let auth = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}", dir.path().join("htpasswd").display());
+    let reg = common::start_registry(&dir.path().join("reg"), &tls, &auth);
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs.join(&reg.addr)).unwrap();
+    std::fs::copy(&ca, certs.join(&reg.addr).join("ca.crt")).unwrap();
+    let target = format!("{}/flags/small:a", reg.addr);
+    let cert_dir = certs.join(&reg.addr).display().to_string();
+    common::skopeo_copy(
+        &common::fixture("small:a"),
+        &target,
+        &["--dest-creds", "alice:Flag-Pw-2718", "--dest-cert-dir", &cert_dir],
+    );
+    let id = common::registry_config_digest("fixture/small", "a");
+
+    // Credentials as auth.json and as a Docker config.json; an alias.
+    let b64 = Command::new("sh").args(["-c", "printf %s alice:Flag-Pw-2718 | base64 -w0"]).output().unwrap();
+    let enc = String::from_utf8(b64.stdout).unwrap();
+    let creds = format!(r#"{{"auths": {{"{}": {{"auth": "{enc}"}}}}}}"#, reg.addr);
+    let auth_file = dir.path().join("auth.json");
+    let docker_config = dir.path().join("config.json");
+    std::fs::write(&auth_file, &creds).unwrap();
+    std::fs::write(&docker_config, &creds).unwrap();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(&conf, format!("[aliases]\n\"flagsmall\" = \"{}/flags/small\"\n", reg.addr)).unwrap();
+    let (auth_file, docker_config, conf, certs) = (
+        auth_file.display().to_string(),
+        docker_config.display().to_string(),
+        conf.display().to_string(),
+        certs.display().to_string(),
+    );
+
+    // The short name resolves only through --registries-conf, the registry is
+    // trusted only through --cert-dir, and it lets in only with the
+    // credentials of --auth-file (or --docker-config).
+    for creds_flag in ["--auth-file", "--docker-config"] {
+        let file = if creds_flag == "--auth-file" { &auth_file } else { &docker_config };
+        let d = Daemon::start_with(&[("--registries-conf", &conf), ("--cert-dir", &certs), (creds_flag, file)], &[]);
+        let mut c = d.images().await;
+        let got = c.pull_image(pull_request("flagsmall:a", None)).await.unwrap().into_inner().image_ref;
+        assert_eq!(got, id, "{creds_flag}");
+        assert_eq!(status(&mut c, &target).await.unwrap().repo_tags, vec![target.clone()], "{creds_flag}");
+    }
+    // Without the credentials: UNAUTHENTICATED; without the CA: a certificate error.
+    let d = Daemon::start_with(&[("--registries-conf", &conf), ("--cert-dir", &certs)], &[]);
+    let e = d.images().await.pull_image(pull_request("flagsmall:a", None)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let d = Daemon::start_with(&[("--registries-conf", &conf), ("--auth-file", &auth_file)], &[]);
+    let e = d.images().await.pull_image(pull_request("flagsmall:a", None)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("certificate"), "{e:?}");
 }

@@ -2,8 +2,11 @@
  * Tests of the imgsvc C ABI against a real registry.
  *
  * Needs IMGSVC_TEST_REGISTRY=host:port, a plain-HTTP registry holding the
- * fixtures of scripts/fixtures.sh. IMGSVC_C_STRESS_ITERS sets the rounds of
- * the 8-thread test (default 6; tests/c-go.sh lowers it under valgrind).
+ * fixtures of scripts/fixtures.sh, and IMGSVC_TEST_SECURE_DIR, the directory
+ * of a registry started with tests/c/secure-registry.sh (HTTPS with its own
+ * CA, basic auth). IMGSVC_C_STRESS_ITERS sets the rounds of the 8-thread test
+ * (default 6) and IMGSVC_C_HUGE_MB the size of the huge strings (default
+ * 100); tests/c-go.sh lowers both under valgrind.
  * Prints one line per test and closes with "N passed, N failed".
  */
 #define _GNU_SOURCE /* mkdtemp, nftw */
@@ -14,15 +17,22 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *registry;
+static const char *secure_dir;   /* tests/c/secure-registry.sh's DIR */
+static char secure_addr[64];     /* its host:port */
+static const char *self_path;    /* this program, for child processes */
 static int passed, failed;
 static bool current_ok;
 
@@ -225,6 +235,8 @@ static void test_null_arguments(void) {
     CHECK(imgsvc_service_untag(s.svc, NULL, NULL) == IMGSVC_INVALID_ARGUMENT, "NULL name");
     CHECK(imgsvc_service_fs_info(s.svc, NULL, NULL) == IMGSVC_INVALID_ARGUMENT, "NULL out_json");
     CHECK(imgsvc_service_fs_info(NULL, &json, NULL) == IMGSVC_INVALID_ARGUMENT, "NULL service");
+    CHECK(imgsvc_service_fsck(NULL, false, &json, NULL) == IMGSVC_INVALID_ARGUMENT, "NULL service");
+    CHECK(imgsvc_service_fsck(s.svc, true, NULL, NULL) == IMGSVC_INVALID_ARGUMENT, "NULL out_json");
     CHECK(json == (char *)0x1, "out-pointer written on failure");
 
     /* Every free and accessor takes NULL. */
@@ -275,6 +287,9 @@ static void test_options(void) {
         "{\"progress_timeout_ms\":1e99}",      /* not an integer */
         "{\"connect_timeout_ms\":0}",          /* would fail every connection */
         "{\"progress_timeout_ms\":18446744073709551616}", /* past u64 */
+        "{\"auth_file\":3}",                  /* a path is a string */
+        "{\"certs_dir\":[\"/etc\"]}",
+        "{\"system_registry_config\":\"yes\"}", /* a bool */
         "not json",
         "[]",
     };
@@ -778,12 +793,400 @@ static void test_eight_threads_one_service(void) {
     store_close(&s);
 }
 
-int main(void) {
+/* ---- registry configuration files --------------------------------------- */
+
+/* Open a fresh store with `options_json` and pull `image`; returns the
+ * status, the id in *id_out (caller frees) on success and the error message
+ * in msg. */
+static imgsvc_status pull_with_options(const char *options_json, const char *image, char **id_out, char *msg,
+                                       size_t msg_len) {
+    store s;
+    if (!store_open(&s, options_json)) return -1;
+    imgsvc_error *err = NULL;
+    char *id = NULL;
+    imgsvc_status rc = imgsvc_service_pull(s.svc, image, NULL, NULL, NULL, NULL, &id, &err);
+    snprintf(msg, msg_len, "%s", imgsvc_error_message(err));
+    drop_err(&err);
+    if (rc == IMGSVC_OK && id_out) *id_out = id;
+    else imgsvc_string_free(id);
+    store_close(&s);
+    return rc;
+}
+
+static void test_registry_files(void) {
+    char image[128], opts[1024], msg[1024];
+    snprintf(image, sizeof image, "%s/fixture/small:a", secure_addr);
+    char *id = NULL;
+
+    /* The CA from certs_dir, no credentials: the registry wants them. */
+    snprintf(opts, sizeof opts, "{\"certs_dir\":\"%s/certs.d\"}", secure_dir);
+    imgsvc_status rc = pull_with_options(opts, image, NULL, msg, sizeof msg);
+    CHECK(rc == IMGSVC_UNAUTHENTICATED, "certs_dir only: code %d: %s", rc, msg);
+
+    /* Credentials from auth_file, no CA: a certificate error, never HTTP. */
+    snprintf(opts, sizeof opts, "{\"auth_file\":\"%s/auth.json\"}", secure_dir);
+    rc = pull_with_options(opts, image, NULL, msg, sizeof msg);
+    CHECK(rc == IMGSVC_UNAVAILABLE && strstr(msg, "certificate"), "auth_file only: code %d: %s", rc, msg);
+
+    /* Both: the pull works. */
+    snprintf(opts, sizeof opts, "{\"certs_dir\":\"%s/certs.d\",\"auth_file\":\"%s/auth.json\"}", secure_dir,
+             secure_dir);
+    rc = pull_with_options(opts, image, &id, msg, sizeof msg);
+    CHECK(rc == IMGSVC_OK && is_image_id(id), "certs_dir + auth_file: code %d: %s", rc, msg);
+
+    /* Docker's config.json instead of auth.json: the same image. */
+    char *id2 = NULL;
+    snprintf(opts, sizeof opts, "{\"certs_dir\":\"%s/certs.d\",\"docker_config\":\"%s/docker/config.json\"}",
+             secure_dir, secure_dir);
+    rc = pull_with_options(opts, image, &id2, msg, sizeof msg);
+    CHECK(rc == IMGSVC_OK && id && id2 && strcmp(id, id2) == 0, "docker_config: code %d: %s", rc, msg);
+    imgsvc_string_free(id2);
+
+    /* registries.conf: a short-name alias resolves to the secure registry. */
+    snprintf(opts, sizeof opts,
+             "{\"registries_conf\":\"%s/registries.conf\",\"certs_dir\":\"%s/certs.d\",\"auth_file\":\"%s/auth.json\"}",
+             secure_dir, secure_dir, secure_dir);
+    store s;
+    if (store_open(&s, opts)) {
+        imgsvc_error *err = NULL;
+        char *alias_id = NULL;
+        rc = imgsvc_service_pull(s.svc, "securesmall:a", NULL, NULL, NULL, NULL, &alias_id, &err);
+        CHECK_CODE(rc, IMGSVC_OK, err);
+        drop_err(&err);
+        CHECK(alias_id && id && strcmp(alias_id, id) == 0, "alias pulled %s, want %s", alias_id, id);
+        /* Status by the short name finds it under the name it resolved to. */
+        char *json = NULL;
+        rc = imgsvc_service_status(s.svc, "securesmall:a", false, &json, &err);
+        CHECK_CODE(rc, IMGSVC_OK, err);
+        drop_err(&err);
+        char tag[160];
+        snprintf(tag, sizeof tag, "\"repoTags\":[\"%s\"]", image);
+        CHECK(json && strstr(json, tag), "status securesmall:a: %s", json ? json : "(null)");
+        imgsvc_string_free(json);
+        imgsvc_string_free(alias_id);
+        store_close(&s);
+    }
+    imgsvc_string_free(id);
+}
+
+static void test_registry_files_refused(void) {
+    imgsvc_service *svc = NULL;
+    imgsvc_error *err = NULL;
+    /* A registries.conf that is not there. */
+    imgsvc_status rc = imgsvc_service_open("/tmp/imgsvc-capi-conf-test",
+                                           "{\"registries_conf\":\"/nonexistent/registries.conf\"}", &svc, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    CHECK(strstr(imgsvc_error_message(err), "/nonexistent/registries.conf"), "%s", imgsvc_error_message(err));
+    CHECK(svc == NULL, "service made");
+    drop_err(&err);
+
+    /* One that is not valid TOML: the file and the line are named. */
+    char dir[] = "/tmp/imgsvc-capi-conf.XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(false, "mkdtemp");
+        return;
+    }
+    char conf[128], opts[256];
+    snprintf(conf, sizeof conf, "%s/registries.conf", dir);
+    FILE *f = fopen(conf, "w");
+    fputs("unqualified-search-registries = [\"docker.io\"]\n[aliases\n", f);
+    fclose(f);
+    snprintf(opts, sizeof opts, "{\"registries_conf\":\"%s\"}", conf);
+    rc = imgsvc_service_open(dir, opts, &svc, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    CHECK(strstr(imgsvc_error_message(err), conf) && strstr(imgsvc_error_message(err), "line 2"), "%s",
+          imgsvc_error_message(err));
+    drop_err(&err);
+    imgsvc_service_free(svc);
+    rm_rf(dir);
+    rm_rf("/tmp/imgsvc-capi-conf-test");
+}
+
+/* ---- fsck ----------------------------------------------------------------- */
+
+/* The fsck report as JSON (caller frees), or NULL after a failed check. */
+static char *fsck_json(const imgsvc_service *svc, bool repair) {
+    char *json = NULL;
+    imgsvc_error *err = NULL;
+    imgsvc_status rc = imgsvc_service_fsck(svc, repair, &json, &err);
+    CHECK_CODE(rc, IMGSVC_OK, err);
+    drop_err(&err);
+    return json;
+}
+
+/* sha256 of a file as "sha256:<hex>", by sha256sum(1). */
+static bool file_digest(const char *path, char out[72]) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "sha256sum '%s'", path);
+    FILE *p = popen(cmd, "r");
+    if (!p) return false;
+    char hex[65] = {0};
+    bool ok = fscanf(p, "%64s", hex) == 1 && strlen(hex) == 64;
+    pclose(p);
+    snprintf(out, 72, "sha256:%s", hex);
+    return ok;
+}
+
+static int32_t record_layer(void *userdata, const imgsvc_progress *ev) {
+    char *digest = userdata; /* the last blob that was downloaded */
+    if (ev->kind == IMGSVC_PROGRESS_LAYER_DONE) snprintf(digest, 72, "%s", ev->digest);
+    return 0;
+}
+
+static int count_blobs(const char *root) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s/blobs/sha256 | wc -l", root);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1) n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+static void test_fsck(void) {
+    store s;
+    if (!store_open(&s, NULL)) return;
+    char *json = fsck_json(s.svc, false);
+    CHECK(json && strcmp(json, "{\"clean\":true,\"problems\":[],\"repaired\":[],\"remaining\":[],\"blobsChecked\":0}") == 0,
+          "empty store: %s", json);
+    imgsvc_string_free(json);
+
+    char *img = ref("fixture/debian:v1");
+    char layer[72] = {0};
+    char *id = NULL;
+    imgsvc_error *err = NULL;
+    imgsvc_status rc = imgsvc_service_pull(s.svc, img, NULL, record_layer, layer, NULL, &id, &err);
+    CHECK_CODE(rc, IMGSVC_OK, err);
+    drop_err(&err);
+    if (rc != IMGSVC_OK) goto out;
+
+    /* Clean: every blob in the store verified. */
+    char want[256];
+    snprintf(want, sizeof want, "\"blobsChecked\":%d}", count_blobs(s.root));
+    json = fsck_json(s.svc, false);
+    CHECK(json && strncmp(json, "{\"clean\":true,\"problems\":[]", 27) == 0 && strstr(json, want), "clean: %s (want %s)",
+          json, want);
+    imgsvc_string_free(json);
+
+    /* Flip one byte of a layer: same size, other content. */
+    CHECK(strncmp(layer, "sha256:", 7) == 0 && strcmp(layer, id) != 0, "layer %s", layer);
+    char path[256];
+    snprintf(path, sizeof path, "%s/blobs/sha256/%s", s.root, layer + 7);
+    chmod(path, 0644);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL, "open %s", path);
+    if (!f) goto out;
+    fseek(f, 100, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(c ^ 0xff, f);
+    fclose(f);
+    char actual[72];
+    CHECK(file_digest(path, actual), "sha256sum %s", path);
+
+    /* Reported precisely: which blob, what it hashes to, which image. */
+    char corrupt[256], incomplete[128];
+    snprintf(corrupt, sizeof corrupt, "\"blob %s is corrupt: its content hashes to %s\"", layer, actual);
+    snprintf(incomplete, sizeof incomplete, "\"image %s is incomplete\"", id);
+    json = fsck_json(s.svc, false);
+    CHECK(json && strncmp(json, "{\"clean\":false,", 15) == 0 && strstr(json, corrupt) && strstr(json, incomplete) &&
+              strstr(json, "\"repaired\":[]"),
+          "corrupt: %s", json);
+    imgsvc_string_free(json);
+    CHECK(access(path, F_OK) == 0, "a check without repair deleted the blob");
+
+    /* Repair: the corrupt blob and the image go; the store is clean. */
+    char deleted[128];
+    snprintf(deleted, sizeof deleted, "\"deleted corrupt blob %s\"", layer);
+    json = fsck_json(s.svc, true);
+    CHECK(json && strncmp(json, "{\"clean\":true,", 14) == 0 && strstr(json, corrupt) && strstr(json, deleted) &&
+              strstr(json, "\"remaining\":[]"),
+          "repair: %s", json);
+    imgsvc_string_free(json);
+    CHECK(list_is_empty(s.svc), "the incomplete image is still listed");
+    json = fsck_json(s.svc, false);
+    CHECK(json && strncmp(json, "{\"clean\":true,\"problems\":[]", 27) == 0, "after repair: %s", json);
+    imgsvc_string_free(json);
+
+    /* The next pull fetches it again. */
+    char *again = pull(s.svc, img);
+    CHECK(again && strcmp(again, id) == 0, "pull after repair: %s", again);
+    imgsvc_string_free(again);
+out:
+    imgsvc_string_free(id);
+    free(img);
+    store_close(&s);
+}
+
+/* ---- a full disk ---------------------------------------------------------- */
+
+/* In a child whose files may not grow past 256 KiB (RLIMIT_FSIZE, SIGXFSZ
+ * ignored: writes fail with EFBIG, as on a full disk): pull the Debian image.
+ * Exit 0 when the pull failed with IMGSVC_STORAGE_FULL and left no image. */
+static int storage_full_child(const char *root, const char *image) {
+    imgsvc_service *svc = NULL;
+    imgsvc_error *err = NULL;
+    if (imgsvc_service_open(root, NULL, &svc, &err) != IMGSVC_OK) {
+        fprintf(stderr, "  open: %s\n", imgsvc_error_message(err));
+        return 3;
+    }
+    char *id = NULL;
+    imgsvc_status rc = imgsvc_service_pull(svc, image, NULL, NULL, NULL, NULL, &id, &err);
+    int result = 0;
+    if (rc != IMGSVC_STORAGE_FULL) {
+        fprintf(stderr, "  pull: code %d (%s): %s\n", rc, imgsvc_status_name(rc), imgsvc_error_message(err));
+        result = 1;
+    }
+    char *json = NULL;
+    if (imgsvc_service_list(svc, NULL, &json, NULL) != IMGSVC_OK || !json || strcmp(json, "{\"images\":[]}") != 0) {
+        fprintf(stderr, "  list after a full disk: %s\n", json ? json : "(failed)");
+        result = 2;
+    }
+    imgsvc_string_free(json);
+    imgsvc_string_free(id);
+    imgsvc_error_free(err);
+    imgsvc_service_free(svc);
+    return result;
+}
+
+static void test_storage_full(void) {
+    char root[] = "/tmp/imgsvc-capi-full.XXXXXX";
+    if (!mkdtemp(root)) {
+        CHECK(false, "mkdtemp");
+        return;
+    }
+    char *img = ref("fixture/debian:v1");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls between fork and exec. */
+        struct rlimit limit = {.rlim_cur = 256 * 1024, .rlim_max = 256 * 1024};
+        setrlimit(RLIMIT_FSIZE, &limit);
+        signal(SIGXFSZ, SIG_IGN);
+        execl(self_path, self_path, "--storage-full-child", root, img, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/wait");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+
+    /* The store is intact: it opens, lists nothing, and takes the image now. */
+    imgsvc_service *svc = NULL;
+    imgsvc_error *err = NULL;
+    imgsvc_status rc = imgsvc_service_open(root, NULL, &svc, &err);
+    CHECK_CODE(rc, IMGSVC_OK, err);
+    drop_err(&err);
+    if (rc == IMGSVC_OK) {
+        CHECK(list_is_empty(svc), "an image after the failed pull");
+        char *id = pull(svc, img);
+        CHECK(is_image_id(id), "pull without the limit: %s", id);
+        imgsvc_string_free(id);
+    }
+    imgsvc_service_free(svc);
+    free(img);
+    rm_rf(root);
+}
+
+/* ---- huge strings ----------------------------------------------------------- */
+
+static void test_huge_strings(void) {
+    const char *env = getenv("IMGSVC_C_HUGE_MB");
+    size_t mb = env ? (size_t)atol(env) : 100;
+    if (mb < 1) mb = 1;
+    size_t n = mb * 1024 * 1024;
+    char *huge = malloc(n + 1);
+    if (!huge) {
+        CHECK(false, "malloc %zu", n);
+        return;
+    }
+    memset(huge, 'x', n);
+    huge[n] = 0;
+    store s;
+    if (!store_open(&s, NULL)) {
+        free(huge);
+        return;
+    }
+    double start = now_s();
+    char *out = (char *)0x1;
+    imgsvc_error *err = NULL;
+    imgsvc_status rc = imgsvc_service_pull(s.svc, huge, NULL, NULL, NULL, NULL, &out, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    CHECK(strncmp(imgsvc_error_message(err), "invalid image reference", 23) == 0, "pull: %.80s",
+          imgsvc_error_message(err));
+    drop_err(&err);
+    rc = imgsvc_service_status(s.svc, huge, true, &out, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    rc = imgsvc_service_list(s.svc, huge, &out, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    rc = imgsvc_service_remove(s.svc, huge, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    rc = imgsvc_service_untag(s.svc, huge, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    CHECK(out == (char *)0x1, "out-pointer written on failure");
+
+    /* A huge tag on a real repository, and huge credentials. */
+    char *img = ref("fixture/small:");
+    size_t img_len = strlen(img);
+    char *long_tag = malloc(img_len + n + 1);
+    memcpy(long_tag, img, img_len);
+    memcpy(long_tag + img_len, huge, n + 1);
+    rc = imgsvc_service_pull(s.svc, long_tag, NULL, NULL, NULL, NULL, &out, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    const char *msg = imgsvc_error_message(err);
+    size_t msg_len = strlen(msg);
+    CHECK(strstr(msg, "tag is longer than"), "...%s", msg + (msg_len > 120 ? msg_len - 120 : 0));
+    drop_err(&err);
+    free(long_tag);
+    free(img);
+    char *auth = malloc(n + 32);
+    snprintf(auth, n + 32, "{\"auth\":\"%s\"}", huge);
+    img = ref("fixture/small:a");
+    rc = imgsvc_service_pull(s.svc, img, auth, NULL, NULL, NULL, &out, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err); /* not base64 of user:password */
+    CHECK(strlen(imgsvc_error_message(err)) < 200, "the message repeats the credentials");
+    drop_err(&err);
+    free(auth);
+    free(img);
+    CHECK(list_is_empty(s.svc), "an image appeared");
+
+    /* A huge root: the directory cannot be made. */
+    char *root = malloc(n + 8);
+    snprintf(root, n + 8, "/tmp/%s", huge);
+    imgsvc_service *svc = NULL;
+    rc = imgsvc_service_open(root, NULL, &svc, &err);
+    CHECK((rc == IMGSVC_IO || rc == IMGSVC_INVALID_ARGUMENT) && svc == NULL, "open with a huge root: %d", rc);
+    drop_err(&err);
+    free(root);
+    double took = now_s() - start;
+    CHECK(took < 60, "took %.1f s", took);
+    free(huge);
+    store_close(&s);
+}
+
+int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc == 4 && strcmp(argv[1], "--storage-full-child") == 0) return storage_full_child(argv[2], argv[3]);
     registry = getenv("IMGSVC_TEST_REGISTRY");
-    if (!registry || !*registry) {
-        fprintf(stderr, "test_capi: set IMGSVC_TEST_REGISTRY=host:port (a registry with the fixtures)\n");
+    secure_dir = getenv("IMGSVC_TEST_SECURE_DIR");
+    if (!registry || !*registry || !secure_dir || !*secure_dir) {
+        fprintf(stderr, "test_capi: set IMGSVC_TEST_REGISTRY=host:port (a registry with the fixtures) and\n"
+                        "IMGSVC_TEST_SECURE_DIR=DIR (tests/c/secure-registry.sh start DIR $IMGSVC_TEST_REGISTRY)\n");
         return 2;
     }
+    char addr_file[512];
+    snprintf(addr_file, sizeof addr_file, "%s/addr", secure_dir);
+    FILE *f = fopen(addr_file, "r");
+    if (!f || fscanf(f, "%63s", secure_addr) != 1) {
+        fprintf(stderr, "test_capi: cannot read %s\n", addr_file);
+        return 2;
+    }
+    fclose(f);
     run("version and status names", test_version_and_names);
     run("NULL arguments are invalid arguments", test_null_arguments);
     run("invalid UTF-8 is an invalid argument", test_invalid_utf8);
@@ -797,6 +1200,11 @@ int main(void) {
     run("cancel token with no bytes flowing", test_cancel_with_no_bytes_flowing);
     run("callback cancel is code 10 and leaves no image", test_callback_cancel);
     run("8 threads pull, list, status and remove on one service", test_eight_threads_one_service);
+    run("registry files: certs_dir, auth_file, docker_config, registries.conf alias", test_registry_files);
+    run("a missing or invalid registries.conf is refused with file and line", test_registry_files_refused);
+    run("fsck reports a corrupt blob precisely and repairs the store", test_fsck);
+    run("a full disk is code 8 and leaves the store intact", test_storage_full);
+    run("huge strings are invalid arguments, not crashes", test_huge_strings);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

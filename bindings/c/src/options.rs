@@ -2,8 +2,9 @@
 //! Unknown keys, wrong types and out-of-range numbers are invalid arguments.
 
 use crate::boundary::Failure;
-use imgsvc_core::{Auth, Options};
+use imgsvc_core::{Auth, Options, RegistryOptions};
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The largest timeout accepted, in milliseconds (about 49.7 days): far more
@@ -17,6 +18,12 @@ struct OptionsJson {
     max_parallel_downloads: Option<u64>,
     progress_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
+    system_registry_config: Option<bool>,
+    registries_conf: Option<String>,
+    registries_conf_d: Option<String>,
+    auth_file: Option<String>,
+    docker_config: Option<String>,
+    certs_dir: Option<String>,
 }
 
 /// Options for a store at `root` from `json` (NULL: the defaults).
@@ -26,8 +33,10 @@ pub(crate) fn parse_options(root: &str, json: Option<&str>) -> Result<Options, F
     }
     let mut options = Options::new(root);
     let Some(json) = json else { return Ok(options) };
-    let parsed: OptionsJson = serde_json::from_str(json).map_err(|e| Failure::invalid(format!("options_json: {e}")))?;
-    if let Some(pinned) = parsed.pinned {
+    let mut parsed: OptionsJson =
+        serde_json::from_str(json).map_err(|e| Failure::invalid(format!("options_json: {e}")))?;
+    options.registry = registry_options(&parsed);
+    if let Some(pinned) = parsed.pinned.take() {
         options.pinned = pinned;
     }
     if let Some(n) = parsed.max_parallel_downloads {
@@ -43,6 +52,32 @@ pub(crate) fn parse_options(root: &str, json: Option<&str>) -> Result<Options, F
         options.connect_timeout = timeout("connect_timeout_ms", ms, 1)?;
     }
     Ok(options)
+}
+
+/// The registry configuration files: none, or with "system_registry_config"
+/// the usual locations; each path key given replaces its file, "" meaning
+/// none. Naming a registries.conf without a drop-in directory makes the
+/// core use `<registries_conf>.d`, as the CLI does.
+fn registry_options(parsed: &OptionsJson) -> RegistryOptions {
+    let mut r = if parsed.system_registry_config == Some(true) {
+        RegistryOptions::system_defaults()
+    } else {
+        RegistryOptions::default()
+    };
+    if parsed.registries_conf.is_some() {
+        r.registries_conf_d = None;
+    }
+    let pick = |given: &Option<String>, current: Option<PathBuf>| match given {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => current,
+    };
+    r.registries_conf = pick(&parsed.registries_conf, r.registries_conf);
+    r.registries_conf_d = pick(&parsed.registries_conf_d, r.registries_conf_d);
+    r.auth_file = pick(&parsed.auth_file, r.auth_file);
+    r.docker_config = pick(&parsed.docker_config, r.docker_config);
+    r.certs_dir = pick(&parsed.certs_dir, r.certs_dir);
+    r
 }
 
 fn timeout(name: &str, ms: u64, min: u64) -> Result<Duration, Failure> {
@@ -120,6 +155,41 @@ mod tests {
     }
 
     #[test]
+    fn registry_files() {
+        // Nothing is read unless named.
+        assert_eq!(parse_options("/tmp/x", Some("{}")).unwrap().registry, RegistryOptions::default());
+        let o = parse_options(
+            "/tmp/x",
+            Some(
+                r#"{"registries_conf":"/c/registries.conf","registries_conf_d":"/c/more.d","auth_file":"/c/auth.json",
+                    "docker_config":"/d/config.json","certs_dir":"/c/certs.d"}"#,
+            ),
+        )
+        .unwrap();
+        let want = RegistryOptions {
+            registries_conf: Some("/c/registries.conf".into()),
+            registries_conf_d: Some("/c/more.d".into()),
+            auth_file: Some("/c/auth.json".into()),
+            docker_config: Some("/d/config.json".into()),
+            certs_dir: Some("/c/certs.d".into()),
+        };
+        assert_eq!(o.registry, want);
+        // "" is none; with the system defaults it turns one file off.
+        let all_off = r#"{"system_registry_config":true,"registries_conf":"","registries_conf_d":"",
+            "auth_file":"","docker_config":"","certs_dir":""}"#;
+        assert_eq!(parse_options("/tmp/x", Some(all_off)).unwrap().registry, RegistryOptions::default());
+        let system = parse_options("/tmp/x", Some(r#"{"system_registry_config":true,"auth_file":"/a.json"}"#)).unwrap();
+        let defaults = RegistryOptions::system_defaults();
+        assert_eq!(system.registry, RegistryOptions { auth_file: Some("/a.json".into()), ..defaults.clone() });
+        // A registries.conf named explicitly brings its own .d, not the system's.
+        let conf =
+            parse_options("/tmp/x", Some(r#"{"system_registry_config":true,"registries_conf":"/r.conf"}"#)).unwrap();
+        assert_eq!(conf.registry.registries_conf, Some("/r.conf".into()));
+        assert_eq!(conf.registry.registries_conf_d, None);
+        assert_eq!(conf.registry.certs_dir, defaults.certs_dir);
+    }
+
+    #[test]
     fn bad_options_are_invalid_arguments() {
         for (json, needle) in [
             (r#"{"pinned":[],"colour":"blue"}"#, "unknown field `colour`"),
@@ -128,6 +198,10 @@ mod tests {
             (r#"{"progress_timeout_ms":99999999999}"#, "between 0 and"),
             (r#"{"connect_timeout_ms":0}"#, "between 1 and"),
             (r#"{"pinned":"x"}"#, "invalid type"),
+            (r#"{"auth_file":3}"#, "invalid type"),
+            (r#"{"certs_dir":["/a"]}"#, "invalid type"),
+            (r#"{"system_registry_config":"yes"}"#, "invalid type"),
+            (r#"{"registries_conf_dir":"/x"}"#, "unknown field `registries_conf_dir`"),
             (r#"[1,2]"#, "invalid type"),
             ("", "EOF"),
             ("{", "EOF"),

@@ -1,5 +1,5 @@
 //! The service handle and its verbs: open, list, status, pull, remove, untag,
-//! fs_info. Each function checks its arguments, calls the blocking facade
+//! fs_info, fsck. Each function checks its arguments, calls the blocking facade
 //! and turns the answer into JSON with the core's `json` module.
 
 use crate::boundary::{call, guard, handle, optional_str, required_str, Out};
@@ -8,7 +8,7 @@ use crate::error::imgsvc_error;
 use crate::imgsvc_status;
 use crate::options::{parse_auth, parse_options};
 use crate::strings::to_c_string;
-use imgsvc_core::{json, BlockingService, CancelToken, Progress};
+use imgsvc_core::{json, BlockingService, CancelToken, FsckReport, Progress};
 use std::ffi::{c_char, c_void, CString};
 
 /// An image service on one store directory.
@@ -85,7 +85,26 @@ pub type imgsvc_progress_callback =
 ///   "max_parallel_downloads": 1..64 blobs per pull at once (default 4),
 ///   "progress_timeout_ms": a pull receiving nothing for this long fails with
 ///             IMGSVC_TIMEOUT; 0 means never (default 300000),
-///   "connect_timeout_ms": 1..4294967295 (default 30000).
+///   "connect_timeout_ms": 1..4294967295 (default 30000),
+/// and the registry configuration files (none is read unless named here):
+///   "registries_conf": a containers-registries.conf v2 file (short-name
+///             search and aliases, mirrors, insecure and blocked registries);
+///             it must exist,
+///   "registries_conf_d": its drop-in directory (default:
+///             "<registries_conf>.d"),
+///   "auth_file": a containers auth.json with credentials (read first),
+///   "docker_config": a Docker config.json with credentials (read after
+///             auth_file; the file itself, not its directory),
+///   "certs_dir": a certs.d root holding one "<host:port>/" directory per
+///             registry (CA "*.crt", "client.cert" + "client.key"),
+///   "system_registry_config": true to start from the usual locations
+///             (/etc/containers/registries.conf and .d, $REGISTRY_AUTH_FILE or
+///             the containers auth.json, $DOCKER_CONFIG/config.json or
+///             ~/.docker/config.json, /etc/containers/certs.d), those that
+///             exist; each path key above then replaces one of them, and ""
+///             turns it off (default false).
+/// A registries.conf that is missing or invalid is IMGSVC_INVALID_ARGUMENT,
+/// with the file and line in the message.
 ///
 /// On success *out_service is a new service the caller owns (free it with
 /// imgsvc_service_free()).
@@ -395,4 +414,74 @@ pub unsafe extern "C" fn imgsvc_service_fs_info(
         unsafe { out.write(text) };
         Ok(())
     })
+}
+
+/// Check the store's consistency: every image's blobs present with the size
+/// and digest recorded (each blob re-hashed), no unreferenced blobs, no
+/// downloads or temporary files left by a crash. With `repair`, also remove
+/// what is orphaned, corrupt blobs and the images that cannot be complete
+/// (pull them again), until the store is clean.
+///
+/// Finding problems is not a failure: on success *out_json is a new string
+/// the caller frees with imgsvc_string_free():
+/// {"clean": true when nothing remains to fix,
+///  "problems": ["blob sha256:... is corrupt: its content hashes to sha256:...",
+///               "image sha256:... is incomplete", ...] (one sentence each),
+///  "repaired": [what repair did, one sentence each; [] without repair],
+///  "remaining": [problems still there; all of them without repair],
+///  "blobsChecked": the number of blobs verified (a JSON number)}.
+/// It holds the store's lock while it runs, so other calls that change the
+/// store wait for it.
+///
+/// # Safety
+/// Pointers are NULL or valid as described in the header's conventions.
+#[no_mangle]
+pub unsafe extern "C" fn imgsvc_service_fsck(
+    service: *const imgsvc_service,
+    repair: bool,
+    out_json: *mut *mut c_char,
+    err: *mut *mut imgsvc_error,
+) -> imgsvc_status {
+    call(err, || {
+        // SAFETY: live service for the call, by the contract.
+        let service = unsafe { handle(service, "service") }?;
+        let out = Out::new(out_json, "out_json")?;
+        let report = service.inner.fsck(repair)?;
+        let text = to_c_string(&fsck_json(&report).to_string())?;
+        // SAFETY: writable by the contract, checked non-NULL.
+        unsafe { out.write(text) };
+        Ok(())
+    })
+}
+
+/// The JSON form of a check's report.
+fn fsck_json(report: &FsckReport) -> serde_json::Value {
+    serde_json::json!({
+        "clean": report.is_clean(),
+        "problems": report.problems,
+        "repaired": report.repaired,
+        "remaining": report.remaining,
+        "blobsChecked": report.blobs_checked,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsck_json_names_every_field() {
+        let report = FsckReport {
+            problems: vec!["blob sha256:aa is corrupt".into(), "image sha256:bb is incomplete".into()],
+            repaired: vec!["deleted corrupt blob sha256:aa".into()],
+            remaining: vec![],
+            blobs_checked: 3,
+        };
+        assert_eq!(
+            fsck_json(&report).to_string(),
+            r#"{"clean":true,"problems":["blob sha256:aa is corrupt","image sha256:bb is incomplete"],"repaired":["deleted corrupt blob sha256:aa"],"remaining":[],"blobsChecked":3}"#
+        );
+        let dirty = FsckReport { remaining: vec!["x".into()], ..FsckReport::default() };
+        assert_eq!(fsck_json(&dirty)["clean"], false);
+    }
 }

@@ -26,6 +26,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<types::PyImageStatus>()?;
     module.add_class::<types::PyFilesystemUsage>()?;
     module.add_class::<types::PyProgress>()?;
+    module.add_class::<types::PyFsckReport>()?;
     module.add_class::<types::PyAuth>()?;
     module.add_function(wrap_pyfunction!(default_root, module)?)?;
     errors::register(module)?;

@@ -9,8 +9,8 @@
 //! either cancels the pull through its `CancelToken` and propagates as is.
 
 use crate::errors;
-use crate::types::{PyAuth, PyFilesystemUsage, PyImage, PyImageStatus, PyProgress};
-use imgsvc::{BlockingService, CancelToken, ErrorKind, Options};
+use crate::types::{PyAuth, PyFilesystemUsage, PyFsckReport, PyImage, PyImageStatus, PyProgress};
+use imgsvc::{BlockingService, CancelToken, ErrorKind, Options, RegistryOptions};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
@@ -32,7 +32,9 @@ const EVENT_QUEUE: usize = 256;
 /// The image service over one store.
 ///
 /// `ImageService(root=None, *, pinned=None, max_parallel_downloads=None,
-/// progress_timeout=None, connect_timeout=None)`; `root=None` means
+/// progress_timeout=None, connect_timeout=None, registries_conf=None,
+/// registries_conf_d=None, auth_file=None, docker_config=None,
+/// certs_dir=None, system_registry_config=False)`; `root=None` means
 /// `imgsvc.default_root()`. Safe to share between threads. A context
 /// manager: leaving the `with` block closes it.
 #[pyclass(frozen, module = "imgsvc", name = "ImageService")]
@@ -54,6 +56,35 @@ fn seconds(py: Python<'_>, name: &str, seconds: f64, zero_ok: bool) -> PyResult<
     }
 }
 
+/// The registry configuration files: none, or with `system` the usual
+/// locations; each path given replaces its file, an empty path meaning none.
+/// Naming a registries.conf without a drop-in directory makes the core use
+/// `<registries_conf>.d`, as the CLI does.
+fn registry_options(
+    system: bool,
+    registries_conf: Option<PathBuf>,
+    registries_conf_d: Option<PathBuf>,
+    auth_file: Option<PathBuf>,
+    docker_config: Option<PathBuf>,
+    certs_dir: Option<PathBuf>,
+) -> RegistryOptions {
+    let mut r = if system { RegistryOptions::system_defaults() } else { RegistryOptions::default() };
+    if registries_conf.is_some() {
+        r.registries_conf_d = None;
+    }
+    let pick = |given: Option<PathBuf>, current: Option<PathBuf>| match given {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p),
+        None => current,
+    };
+    r.registries_conf = pick(registries_conf, r.registries_conf);
+    r.registries_conf_d = pick(registries_conf_d, r.registries_conf_d);
+    r.auth_file = pick(auth_file, r.auth_file);
+    r.docker_config = pick(docker_config, r.docker_config);
+    r.certs_dir = pick(certs_dir, r.certs_dir);
+    r
+}
+
 impl PyImageService {
     /// The open service, or InvalidArgumentError (a ValueError, as for a
     /// closed file) once closed.
@@ -69,7 +100,21 @@ impl PyImageService {
 #[pymethods]
 impl PyImageService {
     #[new]
-    #[pyo3(signature = (root=None, *, pinned=None, max_parallel_downloads=None, progress_timeout=None, connect_timeout=None))]
+    #[pyo3(signature = (
+        root=None,
+        *,
+        pinned=None,
+        max_parallel_downloads=None,
+        progress_timeout=None,
+        connect_timeout=None,
+        registries_conf=None,
+        registries_conf_d=None,
+        auth_file=None,
+        docker_config=None,
+        certs_dir=None,
+        system_registry_config=false,
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         py: Python<'_>,
         root: Option<PathBuf>,
@@ -77,6 +122,12 @@ impl PyImageService {
         max_parallel_downloads: Option<i64>,
         progress_timeout: Option<f64>,
         connect_timeout: Option<f64>,
+        registries_conf: Option<PathBuf>,
+        registries_conf_d: Option<PathBuf>,
+        auth_file: Option<PathBuf>,
+        docker_config: Option<PathBuf>,
+        certs_dir: Option<PathBuf>,
+        system_registry_config: bool,
     ) -> PyResult<Self> {
         let mut options = Options::new(root.unwrap_or_else(Options::default_root));
         if let Some(pinned) = pinned {
@@ -94,6 +145,14 @@ impl PyImageService {
         if let Some(s) = connect_timeout {
             options.connect_timeout = seconds(py, "connect_timeout", s, false)?;
         }
+        options.registry = registry_options(
+            system_registry_config,
+            registries_conf,
+            registries_conf_d,
+            auth_file,
+            docker_config,
+            certs_dir,
+        );
         let root = options.root.clone();
         let service = py.detach(move || BlockingService::new(options)).map_err(|e| errors::to_py(py, e))?;
         Ok(PyImageService { service: Mutex::new(Some(Arc::new(service))), root })
@@ -242,6 +301,18 @@ impl PyImageService {
         let service = self.get(py)?;
         let usage = py.detach(move || service.fs_info()).map_err(|e| errors::to_py(py, e))?;
         Ok(PyFilesystemUsage(usage))
+    }
+
+    /// Check the store: every image's blobs present with the recorded size
+    /// and digest (each re-hashed), no unreferenced blobs, no leftovers of a
+    /// crash. With `repair`, also remove what is orphaned, corrupt blobs and
+    /// the images that cannot be complete, until the store is clean. Problems
+    /// found are in the report, not raised.
+    #[pyo3(signature = (repair=false))]
+    fn fsck(&self, py: Python<'_>, repair: bool) -> PyResult<PyFsckReport> {
+        let service = self.get(py)?;
+        let report = py.detach(move || service.fsck(repair)).map_err(|e| errors::to_py(py, e))?;
+        Ok(PyFsckReport(report))
     }
 
     /// Release the store. Calls already running finish; later calls raise

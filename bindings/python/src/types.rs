@@ -1,5 +1,6 @@
 //! Immutable Python views of the core's value types: `Image`, `ImageStatus`,
-//! `FilesystemUsage`, `Progress`, and the `Auth` a caller passes to a pull.
+//! `FilesystemUsage`, `Progress`, `FsckReport`, and the `Auth` a caller
+//! passes to a pull.
 //!
 //! Each wraps the core value unchanged; `to_dict()` returns what
 //! `imgsvc::json` gives (CRI field names), so the CLI, the C ABI and Python
@@ -402,5 +403,71 @@ impl PyAuth {
         let mut h = DefaultHasher::new();
         self.0.hash(&mut h);
         h.finish()
+    }
+}
+
+/// What `ImageService.fsck()` found and, with repair, what it fixed.
+#[pyclass(frozen, module = "imgsvc", name = "FsckReport")]
+pub struct PyFsckReport(pub imgsvc::FsckReport);
+
+impl PyFsckReport {
+    /// The dict form: the same names as the C ABI's JSON.
+    fn json(&self) -> Value {
+        serde_json::json!({
+            "clean": self.0.is_clean(),
+            "problems": self.0.problems,
+            "repaired": self.0.repaired,
+            "remaining": self.0.remaining,
+            "blobsChecked": self.0.blobs_checked,
+        })
+    }
+}
+
+#[pymethods]
+impl PyFsckReport {
+    /// True when no problem remains.
+    #[getter]
+    fn clean(&self) -> bool {
+        self.0.is_clean()
+    }
+    /// Problems found, one sentence each.
+    #[getter]
+    fn problems<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.0.problems)
+    }
+    /// What repair did, one sentence each (empty without repair).
+    #[getter]
+    fn repaired<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.0.repaired)
+    }
+    /// Problems still there (all of them without repair).
+    #[getter]
+    fn remaining<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.0.remaining)
+    }
+    /// The number of blobs whose digest and size were verified.
+    #[getter]
+    fn blobs_checked(&self) -> usize {
+        self.0.blobs_checked
+    }
+    /// `{"clean", "problems", "repaired", "remaining", "blobsChecked"}`.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.json())
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "FsckReport(clean={}, problems={}, repaired={}, remaining={}, blobs_checked={})",
+            r(py, self.clean())?,
+            r(py, self.problems(py)?)?,
+            r(py, self.repaired(py)?)?,
+            r(py, self.remaining(py)?)?,
+            self.0.blobs_checked,
+        ))
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyFsckReport>().is_ok_and(|o| o.get().0 == self.0)
+    }
+    fn __hash__(&self) -> u64 {
+        hash_of(&self.json())
     }
 }

@@ -89,3 +89,36 @@ def fresh_registry(registry: str, tmp_path_factory: pytest.TempPathFactory):
         yield reg
     finally:
         reg.stop()
+
+
+class SecureRegistry:
+    """A registry with TLS (a CA of its own) and basic auth, holding
+    fixture/small:a, and the files a user points imgsvc at
+    (tests/c/secure-registry.sh writes them)."""
+
+    def __init__(self, directory: pathlib.Path, source: str) -> None:
+        self.dir = directory
+        out = subprocess.run(
+            [str(REPO / "tests" / "c" / "secure-registry.sh"), "start", str(directory), source],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"secure-registry.sh failed: {out.stderr}")
+        self.addr = out.stdout.strip().splitlines()[-1]
+        self.certs_dir = directory / "certs.d"
+        self.auth_file = directory / "auth.json"
+        self.docker_config = directory / "docker" / "config.json"
+        self.registries_conf = directory / "registries.conf"  # alias securesmall -> ADDR/fixture/small
+
+    def stop(self) -> None:
+        subprocess.run([str(REPO / "tests" / "c" / "secure-registry.sh"), "stop", str(self.dir)], check=False)
+
+
+@pytest.fixture(scope="session")
+def secure_registry(registry: str, tmp_path_factory: pytest.TempPathFactory):
+    reg = SecureRegistry(tmp_path_factory.mktemp("secure"), registry)
+    try:
+        yield reg
+    finally:
+        reg.stop()

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import imgsvc
-from conftest import SCRIPTS
+from conftest import SCRIPTS, run_python
 from servers import FakeRegistry, SilentServer, StallAfterTlsServer
 
 HIERARCHY = {
@@ -256,18 +256,36 @@ def small_tmpfs(tmp_path: pathlib.Path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-# Core bug (src/pull.rs, download()): when the blob writer fails with ENOSPC it
-# drops its channel, and the sender's "blob writer stopped" (internal) error is
-# returned instead of the writer's StorageFull. strict: this XPASSes, and so
-# fails, once the core returns the writer's error; then drop the marker.
-@pytest.mark.xfail(
-    strict=True,
-    raises=imgsvc.ImgsvcError,
-    reason="core reports ENOSPC during a blob download as 'blob writer stopped' (internal)",
-)
 def test_storage_full(small_tmpfs: pathlib.Path, registry: str):
     with imgsvc.ImageService(small_tmpfs / "store") as svc:
         with pytest.raises(imgsvc.StorageFullError):
             svc.pull(f"{registry}/fixture/debian:v1")
         no_image(svc)
         assert svc.status(f"{registry}/fixture/debian:v1") is None
+        assert svc.fsck(repair=True).clean
+    # The store is intact: it opens, and a small image fits.
+    with imgsvc.ImageService(small_tmpfs / "store") as svc:
+        assert svc.pull(f"{registry}/fixture/small:a").startswith("sha256:")
+
+
+def test_storage_full_file_size_limit(tmp_path: pathlib.Path, registry: str):
+    # Without root: a child whose files may not grow past 256 KiB. Python
+    # ignores SIGXFSZ, so writes past the limit fail with EFBIG, which the
+    # core reports as a full disk.
+    code = (
+        "import resource, sys, imgsvc\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))\n"
+        "svc = imgsvc.ImageService(sys.argv[1])\n"
+        "try:\n"
+        "    svc.pull(sys.argv[2])\n"
+        "except imgsvc.StorageFullError as e:\n"
+        "    print('StorageFullError', e)\n"
+        "print('images', len(svc.list()))\n"
+    )
+    out = run_python(code, str(tmp_path / "store"), f"{registry}/fixture/debian:v1")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("StorageFullError ") and lines[1] == "images 0", out.stdout
+    with imgsvc.ImageService(tmp_path / "store") as svc:
+        assert svc.list() == []
+        assert svc.pull(f"{registry}/fixture/debian:v1").startswith("sha256:")

@@ -95,9 +95,11 @@ def test_concurrent_pulls_one_service(tmp_path: pathlib.Path, debian_registry):
     # the config and every layer, each fetched exactly once for all callers
     assert len(expected) == 5 and set(gets) == expected, gets
     assert set(gets.values()) == {1}, gets
-    # Callers share one job; one that joins late sees only the events from
-    # then on, but the first saw it all.
-    assert any(k[:1] == ["resolved"] and k[-1:] == ["committed"] for k in events), events
+    # Callers share one job; every caller, also one that joined late, sees
+    # what is being pulled first and the commit last.
+    for kinds in events:
+        assert kinds[:1] == ["resolved"] and kinds[-1:] == ["committed"], events
+        assert kinds.count("resolved") == 1 and kinds.count("committed") == 1, kinds
 
 
 @pytest.mark.timeout(180, method="thread")

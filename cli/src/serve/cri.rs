@@ -56,7 +56,26 @@ pub fn status_of(e: &imgsvc::Error) -> Status {
         // A kind added to the core after this was written.
         _ => Code::Unknown,
     };
-    Status::new(code, e.message().to_string())
+    Status::new(code, clip(e.message(), MAX_MESSAGE))
+}
+
+/// Longest error message sent to a client: errors quote the request, which
+/// may be megabytes long, and the message travels in an HTTP/2 trailer.
+const MAX_MESSAGE: usize = 2048;
+
+/// Longest image name written to the log.
+const MAX_LOGGED_IMAGE: usize = 512;
+
+/// `s` cut to at most `max` bytes (at a character boundary), saying so.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &s[..end], s.len())
 }
 
 fn to_image(i: imgsvc::Image) -> api::Image {
@@ -109,6 +128,9 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 /// Logs a call once: when it ends, or, if its future is dropped first (the
 /// client went away, or tonic's own deadline fired), when it is dropped.
+///
+/// Strings are logged quoted and escaped (a newline in a request cannot fake
+/// a log line), the image cut to `MAX_LOGGED_IMAGE` bytes.
 struct CallLog {
     method: &'static str,
     image: String,
@@ -118,21 +140,16 @@ struct CallLog {
 
 impl CallLog {
     fn new(method: &'static str, image: &str) -> Self {
-        CallLog { method, image: image.to_string(), start: Instant::now(), done: false }
+        CallLog { method, image: clip(image, MAX_LOGGED_IMAGE), start: Instant::now(), done: false }
     }
 
     fn finish<T>(mut self, result: &Result<T, Status>) {
         self.done = true;
         let elapsed_ms = self.start.elapsed().as_millis() as u64;
+        let image = self.image.as_str();
         match result {
-            Ok(_) => tracing::info!(method = self.method, image = %self.image, outcome = "ok", elapsed_ms),
-            Err(s) => tracing::info!(
-                method = self.method,
-                image = %self.image,
-                outcome = ?s.code(),
-                error = s.message(),
-                elapsed_ms
-            ),
+            Ok(_) => tracing::info!(method = self.method, image, outcome = "ok", elapsed_ms),
+            Err(s) => tracing::info!(method = self.method, image, outcome = ?s.code(), error = s.message(), elapsed_ms),
         }
     }
 }
@@ -141,7 +158,8 @@ impl Drop for CallLog {
     fn drop(&mut self) {
         if !self.done {
             let elapsed_ms = self.start.elapsed().as_millis() as u64;
-            tracing::info!(method = self.method, image = %self.image, outcome = "abandoned (client gone or deadline)", elapsed_ms);
+            let image = self.image.as_str();
+            tracing::info!(method = self.method, image, outcome = "abandoned (client gone or deadline)", elapsed_ms);
         }
     }
 }
@@ -263,6 +281,7 @@ impl ImageService for Images {
             if !handler.is_empty() {
                 // The CRI asks runtimes to reject handlers they do not know; we
                 // know only the default one.
+                let handler = clip(handler, MAX_LOGGED_IMAGE);
                 return Err(Status::invalid_argument(format!(
                     "unknown runtime handler {handler:?}: imgsvc has only the default handler"
                 )));
@@ -325,8 +344,42 @@ impl ImageService for Images {
 /// other RPC keeps its generated body, which answers UNIMPLEMENTED.
 pub struct Runtime;
 
-pub fn runtime_service() -> RuntimeServiceServer<Runtime> {
-    RuntimeServiceServer::new(Runtime)
+/// RPCs of `Runtime` with a body of ours (which logs the call itself).
+const RUNTIME_SERVED: [&str; 3] = ["Version", "ListContainers", "ListPodSandbox"];
+
+pub fn runtime_service() -> LogUnserved<RuntimeServiceServer<Runtime>> {
+    LogUnserved(RuntimeServiceServer::new(Runtime))
+}
+
+/// Gives the RuntimeService calls answered by a generated stub their log
+/// line too (they answer UNIMPLEMENTED at once, so it is written up front).
+#[derive(Clone)]
+pub struct LogUnserved<S>(S);
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for LogUnserved<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for LogUnserved<S>
+where
+    S: tonic::codegen::Service<tonic::codegen::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> S::Future {
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default();
+        if !RUNTIME_SERVED.contains(&method) {
+            let method = clip(method, MAX_LOGGED_IMAGE);
+            tracing::info!(method = method.as_str(), image = "", outcome = ?Code::Unimplemented, elapsed_ms = 0u64);
+        }
+        self.0.call(req)
+    }
 }
 
 /// The kubelet runtime API version other runtimes report.
@@ -409,6 +462,18 @@ mod tests {
             let s = status_of(&imgsvc::Error::new(kind, "why"));
             assert_eq!((s.code(), s.message()), (code, "why"), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn long_messages_are_clipped_at_a_char_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdef", 3), "abc... (6 bytes in all)");
+        // 'é' is two bytes: a cut inside it moves back before it.
+        assert_eq!(clip("aé", 2), "a... (3 bytes in all)");
+        let huge = format!("invalid image reference \"{}\"", "z".repeat(1 << 20));
+        let s = status_of(&imgsvc::Error::new(imgsvc::ErrorKind::InvalidArgument, huge));
+        assert!(s.message().len() < MAX_MESSAGE + 40, "{}", s.message().len());
+        assert!(s.message().starts_with("invalid image reference \"zzz"));
     }
 
     #[test]

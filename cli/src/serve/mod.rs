@@ -6,6 +6,7 @@
 //! handlers live in `cri` and only translate between CRI messages and
 //! `imgsvc::Service`; no image logic lives here.
 
+mod codec;
 mod cri;
 mod socket;
 
