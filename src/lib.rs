@@ -18,6 +18,9 @@ mod catalog;
 mod error;
 mod failpoint;
 mod fsck;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 mod manifest;
 mod pull;
