@@ -334,6 +334,10 @@ void imgsvc_error_free(struct imgsvc_error *err);
  *   "progress_timeout_ms": a pull receiving nothing for this long fails with
  *             IMGSVC_TIMEOUT; 0 means never (default 300000),
  *   "connect_timeout_ms": 1..4294967295 (default 30000),
+ *   "unpack": false to store layers without unpacking them while pulling
+ *             (imgsvc_service_rootfs() then unpacks on demand; default true),
+ *   "max_layer_bytes": a layer uncompressing to more is refused with
+ *             IMGSVC_INTEGRITY (default 68719476736, 64 GiB),
  * and the registry configuration files (none is read unless named here):
  *   "registries_conf": a containers-registries.conf v2 file (short-name
  *             search and aliases, mirrors, insecure and blocked registries);
@@ -444,6 +448,31 @@ imgsvc_status imgsvc_service_remove(const struct imgsvc_service *service, const 
  * Pointers are NULL or valid as described in the header's conventions.
  */
 imgsvc_status imgsvc_service_untag(const struct imgsvc_service *service, const char *name, struct imgsvc_error **err);
+
+/**
+ * The image's unpacked layer directories, top layer first: the `lowerdir`
+ * list of an overlay mount. Layers not unpacked yet (the image was pulled
+ * with "unpack": false) are unpacked now. An image the store does not have
+ * is IMGSVC_NOT_FOUND.
+ *
+ * On success *out_json is a new JSON array of absolute paths (strings) the
+ * caller frees with imgsvc_string_free().
+ *
+ * # Safety
+ * Pointers are NULL or valid as described in the header's conventions.
+ */
+imgsvc_status imgsvc_service_rootfs(const struct imgsvc_service *service, const char *image, char **out_json, struct imgsvc_error **err);
+
+/**
+ * Write the image's merged root filesystem into directory `dir`, which must
+ * be absent (it is created) or empty (else IMGSVC_INVALID_ARGUMENT). Files
+ * are hard-linked from the layer store where the filesystem allows, so
+ * they share inodes with it: copy a file before changing it in place.
+ *
+ * # Safety
+ * Pointers are NULL or valid as described in the header's conventions.
+ */
+imgsvc_status imgsvc_service_export_rootfs(const struct imgsvc_service *service, const char *image, const char *dir, struct imgsvc_error **err);
 
 /**
  * Filesystem usage of the store, as a CRI ImageFsInfoResponse:

@@ -72,6 +72,16 @@ impl BlockingService {
         self.runtime.block_on(self.service.fsck(repair))
     }
 
+    /// The image's unpacked layer directories, top layer first (overlay `lowerdir`).
+    pub fn rootfs(&self, image: &str) -> Result<Vec<std::path::PathBuf>> {
+        self.runtime.block_on(self.service.rootfs(image))
+    }
+
+    /// Materialize the image's merged root filesystem in `dir` (absent or empty).
+    pub fn export_rootfs(&self, image: &str, dir: impl AsRef<std::path::Path>) -> Result<()> {
+        self.runtime.block_on(self.service.export_rootfs(image, dir.as_ref()))
+    }
+
     pub fn fs_info(&self) -> Result<FilesystemUsage> {
         self.runtime.block_on(self.service.fs_info())
     }

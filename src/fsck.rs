@@ -132,6 +132,18 @@ fn check(inner: &Inner, repair: bool) -> Result<FsckReport> {
     for p in &strays {
         report.problems.push(format!("temporary file left by a crash: {}", p.display()));
     }
+    // Unpacked layers: unfinished or half-deleted directories, and layers no
+    // image (nor an in-flight pull) needs.
+    let layer_strays = inner.layers.strays();
+    for p in &layer_strays {
+        report.problems.push(format!("unfinished layer directory left by a crash: {}", p.display()));
+    }
+    let wanted = inner.wanted_layers(&index, &leased);
+    for chain in inner.layers.list().iter().filter(|c| !wanted.contains(*c)) {
+        if !layer_strays.iter().any(|p| p.ends_with(chain.trim_start_matches("sha256:"))) {
+            report.problems.push(format!("unpacked layer {chain} is not used by any image"));
+        }
+    }
 
     if repair {
         for id in &broken_images {
@@ -171,6 +183,16 @@ fn check(inner: &Inner, repair: bool) -> Result<FsckReport> {
             if std::fs::remove_file(p).is_ok() {
                 report.repaired.push(format!("deleted {}", p.display()));
             }
+        }
+        for p in &layer_strays {
+            if crate::layers::remove_tree(p).is_ok() {
+                report.repaired.push(format!("deleted {}", p.display()));
+            }
+        }
+        let wanted = inner.wanted_layers(&index, &keep);
+        for chain in inner.layers.list().into_iter().filter(|c| !wanted.contains(c)) {
+            inner.layers.remove(&chain)?;
+            report.repaired.push(format!("deleted unused layer {chain}"));
         }
         // Free lock files are not a problem, only clutter.
         for p in store.stale_locks() {

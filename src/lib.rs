@@ -8,7 +8,9 @@
 //! and offers the same verbs to synchronous callers (the C ABI, Python, the
 //! CLI). Module map: `reference` parses names, `registry` talks HTTP,
 //! `manifest` understands documents, `pull` runs downloads, `store` owns the
-//! disk, `catalog` turns the layout's index into CRI images, `service`
+//! disk (blobs and the index), `unpack` turns a layer blob into files,
+//! `layers` keeps the unpacked layers, `export` merges them into a root
+//! filesystem, `catalog` turns the layout's index into CRI images, `service`
 //! applies CRI semantics.
 
 #![deny(unsafe_code)]
@@ -16,12 +18,14 @@
 mod blocking;
 mod catalog;
 mod error;
+mod export;
 mod failpoint;
 mod fsck;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod json;
+mod layers;
 mod manifest;
 mod pull;
 mod reference;
@@ -29,6 +33,7 @@ mod registry;
 mod service;
 mod store;
 mod types;
+mod unpack;
 
 pub use blocking::BlockingService;
 pub use error::{Error, ErrorKind, Result};
@@ -37,4 +42,6 @@ pub use manifest::user_to_uid;
 pub use pull::CancelToken;
 pub use reference::Reference;
 pub use service::Service;
-pub use types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress, RegistryOptions};
+pub use types::{
+    Auth, FilesystemUsage, Image, ImageStatus, Options, Progress, RegistryOptions, DEFAULT_MAX_LAYER_BYTES,
+};

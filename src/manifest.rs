@@ -228,6 +228,15 @@ pub fn choose_platform<'a>(
 pub struct ImageConfig {
     #[serde(default)]
     pub config: Option<ContainerConfig>,
+    #[serde(default)]
+    pub rootfs: Option<RootFs>,
+}
+
+/// The config's `rootfs`: digests of the uncompressed layers, bottom first.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -242,6 +251,21 @@ impl ImageConfig {
     }
     pub fn user(&self) -> &str {
         self.config.as_ref().and_then(|c| c.user.as_deref()).unwrap_or("")
+    }
+
+    /// The diff_ids, checked against the manifest's layer count and digest form.
+    pub fn diff_ids(&self, layers: usize, what: &str) -> Result<Vec<String>> {
+        let ids = self.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
+        if ids.len() != layers {
+            return Err(Error::integrity(format!(
+                "{what}: the image config lists {} diff_ids for {layers} layers",
+                ids.len()
+            )));
+        }
+        for d in &ids {
+            crate::reference::parse_digest(d).map_err(|e| Error::integrity(format!("{what}: diff_id {e}")))?;
+        }
+        Ok(ids)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::service::Inner;
 use crate::types::{Auth, Progress};
 use futures_util::StreamExt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -303,49 +303,35 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
     // A blob GC removed between our check and our commit is fetched again.
     let mut rounds = 0;
     loop {
-        let parallel = inner.options.max_parallel_downloads.max(1);
         let writers = Arc::new(());
-        let fetches: Vec<_> = blobs.iter().map(|d| fetch_blob(inner, &repo, d, &emit, &writers)).collect();
-        let mut downloads = futures_util::stream::iter(fetches).buffer_unordered(parallel);
         let mut fetched = Vec::new();
-        let mut failure = None;
-        while let Some(r) = downloads.next().await {
-            match r {
-                Ok(Some(digest)) => fetched.push(digest),
-                Ok(None) => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break; // dropping the stream stops the other downloads
+        let mut unpacked = Vec::new();
+        let outcome =
+            fetch_and_unpack(inner, &repo, &manifest, &what, &emit, &writers, &mut fetched, &mut unpacked).await;
+        let (config, chains, _layer_lease) = match outcome {
+            Ok(Some(x)) => x,
+            Ok(None) if rounds < 3 => {
+                rounds += 1; // the config vanished under us: fetch it again
+                continue;
+            }
+            Ok(None) => return Err(Error::not_found(format!("{what}: the image config keeps disappearing"))),
+            Err(e) => {
+                // Writers and unpackers of stopped work delete their files as they end.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Arc::strong_count(&writers) > 1 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                // A failed pull leaves the store as it was: drop what it alone fetched.
+                drop(lease);
+                let inner2 = inner.clone();
+                let _ = tokio::task::spawn_blocking(move || inner2.discard_unreferenced(&fetched, &unpacked)).await;
+                return Err(e);
             }
-        }
-        drop(downloads);
-        if let Some(e) = failure {
-            // Writers of stopped downloads delete their ingest files as they end.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Arc::strong_count(&writers) > 1 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            // A failed pull leaves the store as it was: drop what it alone fetched.
-            drop(lease);
-            let inner2 = inner.clone();
-            let _ = tokio::task::spawn_blocking(move || inner2.discard_unreferenced(&fetched)).await;
-            return Err(e);
-        }
+        };
         store.put_blob(&manifest_digest, &manifest_body)?;
         if let Some((body, digest, _)) = &index {
             store.put_blob(digest, body)?;
         }
-        // A remove racing this pull may have collected the config after the
-        // presence check (before our lease): fetch it again.
-        let config_bytes = match store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX) {
-            Err(_) if !store.has_blob(&manifest.config.digest, manifest.config.size) && rounds < 3 => {
-                rounds += 1;
-                continue;
-            }
-            r => r?,
-        };
-        let config = ImageConfig::parse(&config_bytes)?;
         let id = manifest.config.digest.clone();
         let index_size = index.as_ref().map_or(0, |(b, _, _)| b.len() as u64);
         let entry = NewEntry {
@@ -365,7 +351,7 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
             blobs: leased.clone(),
         };
         let inner2 = inner.clone();
-        let committed = tokio::task::spawn_blocking(move || inner2.commit_pull(entry))
+        let committed = tokio::task::spawn_blocking(move || inner2.commit_pull(entry, &chains))
             .await
             .map_err(|e| Error::internal(format!("commit task failed: {e}")))?;
         match committed {
@@ -378,6 +364,100 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Fetch the config, then every layer in parallel, each unpacked as soon as
+/// it is in the store (when unpacking is on) while the others download.
+/// `Ok(None)` means the config vanished (a racing remove) and the caller
+/// should try again. `fetched` collects the blobs this call downloaded and
+/// `unpacked` the image's layer ids, so a failed pull can take back what no
+/// other image uses.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_and_unpack(
+    inner: &Arc<Inner>,
+    repo: &Repo,
+    manifest: &manifest::Manifest,
+    what: &str,
+    emit: &(impl Fn(Progress) + Sync),
+    writers: &Arc<()>,
+    fetched: &mut Vec<String>,
+    unpacked: &mut Vec<String>,
+) -> Result<Option<(ImageConfig, Vec<String>, Option<crate::store::Lease>)>> {
+    let store = &inner.store;
+    fetched.extend(fetch_blob(inner, repo, &manifest.config, emit, writers).await?);
+    let config_bytes = match store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX) {
+        Err(_) if !store.has_blob(&manifest.config.digest, manifest.config.size) => return Ok(None),
+        r => r?,
+    };
+    let config = ImageConfig::parse(&config_bytes)?;
+    let (chains, diff_ids, lease) = if inner.options.unpack {
+        let diff_ids = config.diff_ids(manifest.layers.len(), what)?;
+        let chains = crate::layers::chain_ids(&diff_ids);
+        let entries: Vec<String> = chains.iter().map(|c| format!("{}{c}", crate::service::LAYER_LEASE)).collect();
+        let lease = store.lease(&entries)?;
+        unpacked.extend(chains.iter().cloned());
+        (chains, diff_ids, Some(lease))
+    } else {
+        (vec![], vec![], None)
+    };
+    let parallel = inner.options.max_parallel_downloads.max(1);
+    let work: Vec<_> = manifest
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let layer = chains.get(i).zip(diff_ids.get(i));
+            async move {
+                // A blob fetched for a layer that then fails to unpack is
+                // still ours to take back.
+                let got = fetch_blob(inner, repo, d, emit, writers).await.map_err(|e| (e, None))?;
+                if let Some((chain, diff_id)) = layer {
+                    unpack_layer(inner, chain, diff_id, d, writers).await.map_err(|e| (e, got.clone()))?;
+                }
+                Ok::<_, (Error, Option<String>)>(got)
+            }
+        })
+        .collect();
+    let mut running = futures_util::stream::iter(work).buffer_unordered(parallel);
+    while let Some(r) = running.next().await {
+        // An error returns at once; dropping the stream stops the other work.
+        match r {
+            Ok(got) => fetched.extend(got),
+            Err((e, got)) => {
+                fetched.extend(got);
+                return Err(e);
+            }
+        }
+    }
+    drop(running);
+    Ok(Some((config, chains, lease)))
+}
+
+/// Stops a blocking unpack when the pull that waits for it goes away.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Unpack one layer on a blocking thread, unless it is there already.
+async fn unpack_layer(inner: &Arc<Inner>, chain: &str, diff_id: &str, d: &Descriptor, writers: &Arc<()>) -> Result<()> {
+    if inner.layers.has(chain) {
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let (inner2, alive) = (inner.clone(), writers.clone());
+    let (chain, diff_id, digest) = (chain.to_string(), diff_id.to_string(), d.digest.clone());
+    tokio::task::spawn_blocking(move || {
+        let _alive = alive; // counted until its temporary directory is gone
+        let blob = inner2.store.blob_path(&digest)?;
+        inner2.layers.ensure(&chain, &diff_id, &digest, &blob, inner2.options.max_layer_bytes, &stop).map(|_| ())
+    })
+    .await
+    .map_err(|e| Error::internal(format!("unpack task failed: {e}")))?
 }
 
 /// Make sure one blob is in the store; `Some(digest)` when this call downloaded it.

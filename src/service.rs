@@ -2,6 +2,7 @@
 
 use crate::catalog::{self, Catalog, Found, NewEntry, Record};
 use crate::error::{Error, Result};
+use crate::layers::Layers;
 use crate::manifest::{self, Descriptor};
 use crate::pull::{self, CancelToken, Jobs};
 use crate::reference::Reference;
@@ -9,7 +10,12 @@ use crate::registry::Registries;
 use crate::store::{Generation, Store};
 use crate::types::{Auth, FilesystemUsage, Image, ImageStatus, Options, Progress};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+
+/// Lease entries naming unpacked layers start with this (blob entries are bare digests).
+pub(crate) const LAYER_LEASE: &str = "layer:";
 
 /// The image service. Cheap to clone; all clones share one store and one set
 /// of in-flight pulls.
@@ -21,11 +27,14 @@ pub struct Service {
 pub(crate) struct Inner {
     pub options: Options,
     pub store: Store,
+    pub layers: Layers,
     pub registries: Registries,
     pub jobs: Jobs,
     cache: Mutex<Cache>,
     /// Blob lists of manifests (immutable, so cached forever).
     manifest_blobs: Mutex<HashMap<String, Vec<String>>>,
+    /// Layer chain ids of image configs (immutable, so cached forever).
+    config_chains: Mutex<HashMap<String, Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -47,14 +56,17 @@ impl Service {
             )));
         }
         let store = Store::open(&options.root)?;
+        let layers = Layers::open(&options.root)?;
         let registries = Registries::new(&options.registry, options.connect_timeout)?;
         let inner = Inner {
             options,
             store,
+            layers,
             registries,
             jobs: Default::default(),
             cache: Default::default(),
             manifest_blobs: Default::default(),
+            config_chains: Default::default(),
         };
         inner.catalog()?; // a corrupt index.json is reported at open
         Ok(Service { inner: Arc::new(inner) })
@@ -89,7 +101,13 @@ impl Service {
             let config = self.inner.store.read_blob(&rec.id, manifest::CONFIG_MAX)?;
             let spec: serde_json::Value = serde_json::from_slice(&config)
                 .map_err(|e| Error::integrity(format!("stored config of {} is not JSON: {e}", rec.id)))?;
-            let value = serde_json::json!({ "imageSpec": spec });
+            let mut value = serde_json::json!({ "imageSpec": spec });
+            let chains = self.inner.chains_of(&rec.id);
+            let unpacked: Option<Vec<_>> = chains.iter().map(|c| self.inner.layers.info(c)).collect();
+            if let Some(layers) = unpacked.filter(|_| !chains.is_empty()) {
+                let bytes: u64 = layers.iter().map(|l| l.size).sum();
+                value["unpackedSize"] = serde_json::json!(bytes.to_string());
+            }
             info.insert("info".to_string(), value.to_string());
         }
         Ok(Some(ImageStatus { image: self.inner.image(rec), info }))
@@ -137,6 +155,29 @@ impl Service {
     pub async fn fsck(&self, repair: bool) -> Result<crate::FsckReport> {
         let inner = self.inner.clone();
         blocking(move || crate::fsck::run(&inner, repair)).await
+    }
+
+    /// The image's unpacked layer directories, top layer first: the
+    /// `lowerdir` list of an overlay mount. Layers not unpacked yet (an image
+    /// pulled with unpacking off, or before it existed) are unpacked now.
+    pub async fn rootfs(&self, image: &str) -> Result<Vec<PathBuf>> {
+        let inner = self.inner.clone();
+        let image = image.to_string();
+        let layers = blocking(move || inner.unpacked_layers(&image)).await?;
+        Ok(layers.into_iter().rev().map(|(dir, _)| dir).collect())
+    }
+
+    /// Materialize the image's merged root filesystem in `dir` (absent or
+    /// empty): files are hard-linked from the layer store where the
+    /// filesystem allows, copied otherwise.
+    pub async fn export_rootfs(&self, image: &str, dir: &Path) -> Result<()> {
+        let inner = self.inner.clone();
+        let (image, dir) = (image.to_string(), dir.to_path_buf());
+        blocking(move || {
+            let layers = inner.unpacked_layers(&image)?;
+            crate::export::export(&layers, &dir)
+        })
+        .await
     }
 
     /// Usage of the store's filesystem by images.
@@ -214,11 +255,16 @@ impl Inner {
 
     /// Record a pulled image, under the metadata lock. `NotFound` means a blob
     /// vanished (a concurrent GC) and the pull should fetch again.
-    pub(crate) fn commit_pull(&self, entry: NewEntry) -> Result<()> {
+    pub(crate) fn commit_pull(&self, entry: NewEntry, layers: &[String]) -> Result<()> {
         let _lock = self.store.lock()?;
         for digest in &entry.blobs {
             if !self.store.blob_path(digest)?.exists() {
                 return Err(Error::not_found(format!("blob {digest} disappeared before the image was recorded")));
+            }
+        }
+        for chain in layers {
+            if !self.layers.has(chain) {
+                return Err(Error::not_found(format!("layer {chain} disappeared before the image was recorded")));
             }
         }
         let (mut index, _) = self.store.read_index()?;
@@ -286,9 +332,10 @@ impl Inner {
         Ok(out)
     }
 
-    /// Delete `digests` unless an image or an in-flight pull uses them.
-    pub(crate) fn discard_unreferenced(&self, digests: &[String]) -> Result<()> {
-        if digests.is_empty() {
+    /// Delete blobs `digests` and unpacked layers `chains` unless an image or
+    /// an in-flight pull uses them.
+    pub(crate) fn discard_unreferenced(&self, digests: &[String], chains: &[String]) -> Result<()> {
+        if digests.is_empty() && chains.is_empty() {
             return Ok(());
         }
         let _lock = self.store.lock()?;
@@ -300,7 +347,82 @@ impl Inner {
         for digest in digests.iter().filter(|d| !keep.contains(*d)) {
             self.store.remove_blob(digest)?;
         }
+        let keep_layers = self.wanted_layers(&index, &keep);
+        for chain in chains.iter().filter(|c| !keep_layers.contains(*c)) {
+            self.layers.remove(chain)?;
+        }
         Ok(())
+    }
+
+    /// Chain ids of the layers of the image whose config is `config`; empty
+    /// when the config is missing or unreadable (fsck reports that).
+    pub(crate) fn chains_of(&self, config: &str) -> Vec<String> {
+        if let Some(v) = self.config_chains.lock().unwrap_or_else(|e| e.into_inner()).get(config) {
+            return v.clone();
+        }
+        let Ok(bytes) = self.store.read_blob(config, manifest::CONFIG_MAX) else { return vec![] };
+        let Ok(cfg) = manifest::ImageConfig::parse(&bytes) else { return vec![] };
+        let diff_ids = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        let chains = crate::layers::chain_ids(&diff_ids);
+        self.config_chains.lock().unwrap_or_else(|e| e.into_inner()).insert(config.to_string(), chains.clone());
+        chains
+    }
+
+    /// Layers some image in `index` or a live lease (in `leased`) needs.
+    pub(crate) fn wanted_layers(&self, index: &crate::store::LayoutIndex, leased: &HashSet<String>) -> HashSet<String> {
+        let mut keep: HashSet<String> =
+            leased.iter().filter_map(|l| l.strip_prefix(LAYER_LEASE)).map(str::to_string).collect();
+        let ids: HashSet<&str> =
+            index.manifests.iter().filter_map(|d| catalog::annotation(d, catalog::IMAGE_ID)).collect();
+        for id in ids {
+            keep.extend(self.chains_of(id));
+        }
+        keep
+    }
+
+    /// The layer directories of `image`, bottom first, unpacking any that
+    /// are missing from the blobs in the store.
+    fn unpacked_layers(&self, image: &str) -> Result<Vec<(PathBuf, crate::unpack::Whiteouts)>> {
+        let cat = self.catalog()?;
+        let rec = match self.find(&cat, image)? {
+            Found::Image(r) => r.clone(),
+            Found::Absent => return Err(Error::not_found(format!("no such image {image:?}"))),
+        };
+        let manifest_digest = rec.manifests.iter().next().ok_or_else(|| Error::internal("image without manifest"))?;
+        let body = self.store.read_blob(manifest_digest, manifest::MANIFEST_MAX as u64)?;
+        let manifest::Document::Manifest { manifest, .. } = manifest::parse_document(&body, None, &rec.id)? else {
+            return Err(Error::integrity(format!("{}: stored manifest is not an image manifest", rec.id)));
+        };
+        let config = manifest::ImageConfig::parse(&self.store.read_blob(&rec.id, manifest::CONFIG_MAX)?)?;
+        let diff_ids = config.diff_ids(manifest.layers.len(), &rec.id)?;
+        let chains = crate::layers::chain_ids(&diff_ids);
+        // A remove racing this call must not collect what it unpacks.
+        let mut leased: Vec<String> = chains.iter().map(|c| format!("{LAYER_LEASE}{c}")).collect();
+        leased.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        let _lease = self.store.lease(&leased)?;
+        let never = AtomicBool::new(false);
+        let mut unpacked_any = false;
+        let mut out = Vec::with_capacity(chains.len());
+        for ((chain, diff_id), layer) in chains.iter().zip(&diff_ids).zip(&manifest.layers) {
+            if !self.layers.has(chain) {
+                if !self.store.has_blob(&layer.digest, layer.size) {
+                    return Err(Error::integrity(format!(
+                        "layer blob {} of image {} is missing from the store; pull the image again",
+                        layer.digest, rec.id
+                    )));
+                }
+                let blob = self.store.blob_path(&layer.digest)?;
+                let max = self.options.max_layer_bytes;
+                unpacked_any |= self.layers.ensure(chain, diff_id, &layer.digest, &blob, max, &never)?;
+            }
+            let info =
+                self.layers.info(chain).ok_or_else(|| Error::integrity(format!("layer {chain} has no record")))?;
+            out.push((self.layers.diff_dir(chain)?, info.whiteouts));
+        }
+        if unpacked_any {
+            self.forget_cache();
+        }
+        Ok(out)
     }
 
     pub(crate) fn forget_cache(&self) {
@@ -321,15 +443,24 @@ impl Inner {
     /// in-flight pull (any process) still needs. Caller holds the lock.
     fn collect(&self, index: &crate::store::LayoutIndex, gone: &[Descriptor]) -> Result<()> {
         let mut candidates = HashSet::new();
+        // Layer ids come from the configs, so read them before blobs go.
+        let mut layer_candidates = HashSet::new();
         for d in gone {
             candidates.extend(self.entry_blobs(d)?);
+            if let Some(id) = catalog::annotation(d, catalog::IMAGE_ID) {
+                layer_candidates.extend(self.chains_of(id));
+            }
         }
         let mut keep: HashSet<String> = self.store.leased_blobs()?;
         for d in &index.manifests {
             keep.extend(self.entry_blobs(d)?);
         }
+        let keep_layers = self.wanted_layers(index, &keep);
         for digest in candidates.difference(&keep) {
             self.store.remove_blob(digest)?;
+        }
+        for chain in layer_candidates.difference(&keep_layers) {
+            self.layers.remove(chain)?;
         }
         Ok(())
     }
@@ -341,6 +472,8 @@ impl Inner {
             Some((_, b, i)) => (b, i),
             None => {
                 let (b, i) = self.store.usage()?;
+                let (lb, li) = self.layers.usage();
+                let (b, i) = (b + lb, i + li);
                 self.cache.lock().unwrap_or_else(|e| e.into_inner()).usage = Some((generation, b, i));
                 (b, i)
             }

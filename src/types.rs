@@ -21,7 +21,16 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Registry configuration files (none by default).
     pub registry: RegistryOptions,
+    /// Unpack layers into the layer store as they are pulled (the default).
+    /// When off, images are unpacked on demand by `rootfs`/`export_rootfs`.
+    pub unpack: bool,
+    /// Largest uncompressed size of one layer; more is refused as a
+    /// decompression bomb.
+    pub max_layer_bytes: u64,
 }
+
+/// Default for [`Options::max_layer_bytes`]: 64 GiB.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
 
 /// The registry configuration files to read. Nothing is read unless named
 /// here, so a library user (and every test) sees only what it asked for;
@@ -88,6 +97,8 @@ impl Options {
             progress_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(30),
             registry: RegistryOptions::default(),
+            unpack: true,
+            max_layer_bytes: DEFAULT_MAX_LAYER_BYTES,
         }
     }
 

@@ -247,6 +247,39 @@ func (s *Service) Untag(name string) error {
 	})
 }
 
+// Rootfs returns the image's unpacked layer directories, top layer first:
+// the lowerdir list of an overlay mount. Layers not unpacked yet are
+// unpacked now. An image the store lacks is ErrNotFound.
+func (s *Service) Rootfs(ref string) ([]string, error) {
+	var out *C.char
+	err := s.refCall("rootfs", ref, func(ptr *C.imgsvc_service, cref *C.char, cerr **C.imgsvc_error) C.imgsvc_status {
+		return C.imgsvc_service_rootfs(ptr, cref, &out, cerr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	if err := json.Unmarshal([]byte(takeString(out)), &dirs); err != nil {
+		return nil, newError("rootfs", codeInternal, "decoding the library's answer: "+err.Error(), nil)
+	}
+	return dirs, nil
+}
+
+// ExportRootfs writes the image's merged root filesystem into dir, which
+// must be absent (it is created) or empty. Files are hard-linked from the
+// layer store where the filesystem allows: copy one before changing it in
+// place.
+func (s *Service) ExportRootfs(ref, dir string) error {
+	cdir, err := cString("export", "dir", dir)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cdir))
+	return s.refCall("export", ref, func(ptr *C.imgsvc_service, cref *C.char, cerr **C.imgsvc_error) C.imgsvc_status {
+		return C.imgsvc_service_export_rootfs(ptr, cref, cdir, cerr)
+	})
+}
+
 func (s *Service) refCall(op, ref string, f func(*C.imgsvc_service, *C.char, **C.imgsvc_error) C.imgsvc_status) error {
 	cref, err := cString(op, "image", ref)
 	if err != nil {

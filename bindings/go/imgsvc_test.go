@@ -357,6 +357,40 @@ func TestUntag(t *testing.T) {
 	assertEmpty(t, svc)
 }
 
+// Rootfs names the layer directories (unpacked on demand with NoUnpack);
+// ExportRootfs writes the merged tree; an absent image is ErrNotFound.
+func TestRootfsAndExport(t *testing.T) {
+	svc, root := open(t, &imgsvc.Options{NoUnpack: true})
+	image := ref("fixture/small:a")
+	mustPull(t, svc, image)
+	dirs, err := svc.Rootfs(image)
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("Rootfs: %v %v", dirs, err)
+	}
+	for _, d := range dirs {
+		if !strings.HasPrefix(d, filepath.Join(root, "layers", "sha256")) {
+			t.Fatalf("layer dir %q is not in the store's layer directory", d)
+		}
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Fatalf("layer dir %q: %v", d, err)
+		}
+	}
+	dest := filepath.Join(t.TempDir(), "rootfs")
+	if err := svc.ExportRootfs(image, dest); err != nil {
+		t.Fatalf("ExportRootfs: %v", err)
+	}
+	entries, err := os.ReadDir(dest)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("export wrote nothing: %v %v", entries, err)
+	}
+	if err := svc.ExportRootfs(image, dest); !errors.Is(err, imgsvc.ErrInvalidArgument) {
+		t.Fatalf("export into a non-empty dir: %v", err)
+	}
+	if _, err := svc.Rootfs(ref("fixture/absent:x")); !errors.Is(err, imgsvc.ErrNotFound) {
+		t.Fatalf("Rootfs of an absent image: %v", err)
+	}
+}
+
 // Cancelling the context mid-pull stops it with an error wrapping
 // context.Canceled and leaves no image.
 func TestPullContextCancel(t *testing.T) {

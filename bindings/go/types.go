@@ -49,6 +49,13 @@ type Options struct {
 	// /etc/containers/certs.d. Each path field set above replaces one of
 	// them.
 	SystemRegistryConfig bool
+
+	// NoUnpack stores layers without unpacking them while pulling; Rootfs
+	// and ExportRootfs then unpack on demand.
+	NoUnpack bool
+	// MaxLayerBytes refuses (ErrIntegrity) a layer that uncompresses to more
+	// bytes; 0 means the default (64 GiB).
+	MaxLayerBytes uint64
 }
 
 // The JSON options of imgsvc_service_open.
@@ -91,6 +98,12 @@ func (o *Options) json() (string, error) {
 	}
 	if o.SystemRegistryConfig {
 		m["system_registry_config"] = true
+	}
+	if o.NoUnpack {
+		m["unpack"] = false
+	}
+	if o.MaxLayerBytes != 0 {
+		m["max_layer_bytes"] = o.MaxLayerBytes
 	}
 	b, err := json.Marshal(m)
 	return string(b), err

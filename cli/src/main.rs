@@ -10,6 +10,26 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// `println!` that ends the process quietly when the reader went away
+/// (`imgsvc images | head -1`) and with a one-line error when stdout fails
+/// otherwise (a full disk), instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            output_failed(e);
+        }
+    }};
+}
+
+fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141); // as if SIGPIPE had ended us, which shells expect
+    }
+    eprintln!("imgsvc: i/o: writing output: {e}");
+    std::process::exit(2)
+}
+
 #[derive(Parser)]
 #[command(name = "imgsvc", version, about = "A container image service: pull, list, inspect and remove OCI images")]
 struct Cli {
@@ -39,6 +59,12 @@ struct Cli {
     /// client.cert, client.key) [default: /etc/containers/certs.d; "" reads none]
     #[arg(long, global = true, value_name = "DIR")]
     cert_dir: Option<String>,
+    /// Do not unpack layers while pulling (rootfs, export and mount unpack on demand)
+    #[arg(long, global = true)]
+    no_unpack: bool,
+    /// Refuse a layer that uncompresses to more than this many bytes
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = imgsvc::DEFAULT_MAX_LAYER_BYTES)]
+    max_layer_bytes: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +102,12 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Print the image's unpacked layer directories, top layer first (overlay lowerdirs)
+    Rootfs { reference: String },
+    /// Write the image's merged root filesystem into DIR (absent or empty)
+    Export { reference: String, dir: PathBuf },
+    /// Mount the image's root filesystem read-only at DIR (overlay; needs privileges)
+    Mount { reference: String, dir: PathBuf },
     /// Show the store's filesystem usage
     Fsinfo {
         #[arg(long)]
@@ -102,6 +134,8 @@ fn open(cli: &Cli) -> imgsvc::Result<BlockingService> {
     options.max_parallel_downloads = cli.parallel;
     options.progress_timeout = Duration::from_secs(cli.progress_timeout);
     options.registry = registry_options(cli);
+    options.unpack = !cli.no_unpack;
+    options.max_layer_bytes = cli.max_layer_bytes;
     BlockingService::new(options)
 }
 
@@ -136,16 +170,16 @@ fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
             };
             let result = svc.pull(reference, None, Some(&mut cb));
             display.finish();
-            println!("{}", result?);
+            outln!("{}", result?);
         }
         Command::Images { filter, json, quiet } => {
             let mut images = svc.list(filter.as_deref())?;
             sort_like_crictl(&mut images);
             if *json {
-                println!("{}", pretty(&imgsvc::json::image_list(&images)));
+                outln!("{}", pretty(&imgsvc::json::image_list(&images)));
             } else if *quiet {
                 for i in &images {
-                    println!("{}", i.id);
+                    outln!("{}", i.id);
                 }
             } else {
                 print_table(&images);
@@ -159,21 +193,21 @@ fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
             Some(status) => {
                 let value = imgsvc::json::image_status(&status);
                 if *json {
-                    println!("{}", pretty(&value));
+                    outln!("{}", pretty(&value));
                 } else {
                     let i = &status.image;
-                    println!("ID:           {}", i.id);
-                    println!("RepoTags:     {}", i.repo_tags.join(", "));
-                    println!("RepoDigests:  {}", i.repo_digests.join(", "));
-                    println!("Size:         {} ({})", i.size, human_size(i.size));
+                    outln!("ID:           {}", i.id);
+                    outln!("RepoTags:     {}", i.repo_tags.join(", "));
+                    outln!("RepoDigests:  {}", i.repo_digests.join(", "));
+                    outln!("Size:         {} ({})", i.size, human_size(i.size));
                     match i.uid {
-                        Some(uid) => println!("Uid:          {uid}"),
-                        None if !i.username.is_empty() => println!("Username:     {}", i.username),
+                        Some(uid) => outln!("Uid:          {uid}"),
+                        None if !i.username.is_empty() => outln!("Username:     {}", i.username),
                         None => {}
                     }
-                    println!("Pinned:       {}", i.pinned);
+                    outln!("Pinned:       {}", i.pinned);
                     if let Some(spec) = value.get("info").and_then(|i| i.get("imageSpec")) {
-                        println!("Config:\n{}", pretty(spec));
+                        outln!("Config:\n{}", pretty(spec));
                     }
                 }
             }
@@ -184,45 +218,93 @@ fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
                 svc.remove(r)?;
                 if let Some(img) = names {
                     for name in if img.repo_tags.is_empty() { &img.repo_digests } else { &img.repo_tags } {
-                        println!("Deleted: {name}");
+                        outln!("Deleted: {name}");
                     }
                     if img.repo_tags.is_empty() && img.repo_digests.is_empty() {
-                        println!("Deleted: {}", img.id);
+                        outln!("Deleted: {}", img.id);
                     }
                 }
             }
         }
         Command::Untag { name } => {
             svc.untag(name)?;
-            println!("Untagged: {name}");
+            outln!("Untagged: {name}");
         }
         Command::Fsck { repair } => {
             let report = svc.fsck(*repair)?;
             for p in &report.problems {
-                println!("problem: {p}");
+                outln!("problem: {p}");
             }
             for r in &report.repaired {
-                println!("repaired: {r}");
+                outln!("repaired: {r}");
             }
             if !report.is_clean() {
-                println!("{} problem(s) remain", report.remaining.len());
+                outln!("{} problem(s) remain", report.remaining.len());
                 return Ok(ExitCode::from(1));
             }
-            println!("store is clean ({} blobs verified)", report.blobs_checked);
+            outln!("store is clean ({} blobs verified)", report.blobs_checked);
+        }
+        Command::Rootfs { reference } => {
+            for dir in svc.rootfs(reference)? {
+                outln!("{}", dir.display());
+            }
+        }
+        Command::Export { reference, dir } => {
+            svc.export_rootfs(reference, dir)?;
+            outln!("{}", dir.display());
+        }
+        Command::Mount { reference, dir } => {
+            let lower = svc.rootfs(reference)?;
+            mount_overlay(&lower, dir)?;
+            outln!("{}", dir.display());
         }
         Command::Fsinfo { json } => {
             let u = svc.fs_info()?;
             if *json {
-                println!("{}", pretty(&imgsvc::json::fs_info(&u)));
+                outln!("{}", pretty(&imgsvc::json::fs_info(&u)));
             } else {
-                println!("Mountpoint:  {}", u.mountpoint);
-                println!("UsedBytes:   {} ({})", u.used_bytes, human_size(u.used_bytes));
-                println!("InodesUsed:  {}", u.inodes_used);
-                println!("Timestamp:   {}", u.timestamp_ns);
+                outln!("Mountpoint:  {}", u.mountpoint);
+                outln!("UsedBytes:   {} ({})", u.used_bytes, human_size(u.used_bytes));
+                outln!("InodesUsed:  {}", u.inodes_used);
+                outln!("Timestamp:   {}", u.timestamp_ns);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A read-only overlay of `lower` (top first) at `dir`, through mount(8).
+/// A single layer is bind-mounted read-only: overlayfs wants two lower dirs
+/// when there is no upper one.
+fn mount_overlay(lower: &[PathBuf], dir: &std::path::Path) -> imgsvc::Result<()> {
+    use imgsvc::{Error, ErrorKind};
+    let status = |what: &str, out: std::io::Result<std::process::Output>| match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => {
+            let msg = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            let kind = if msg.contains("permission denied") || msg.contains("must be superuser") {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::Io
+            };
+            Err(Error::new(kind, format!("{what}: {msg}")))
+        }
+        Err(e) => Err(Error::new(ErrorKind::Io, format!("{what}: running mount: {e}"))),
+    };
+    let mut cmd = std::process::Command::new("mount");
+    match lower {
+        [] => return Err(Error::new(ErrorKind::Unsupported, "the image has no layers to mount")),
+        [one] => {
+            status("bind mount", cmd.arg("--bind").arg(one).arg(dir).output())?;
+            let mut ro = std::process::Command::new("mount");
+            status("read-only remount", ro.args(["-o", "remount,bind,ro"]).arg(dir).output())
+        }
+        many => {
+            let dirs: Vec<String> = many.iter().map(|p| p.display().to_string()).collect();
+            let opts = format!("ro,lowerdir={}", dirs.join(":"));
+            status("overlay mount", cmd.args(["-t", "overlay", "overlay", "-o", &opts]).arg(dir).output())
+        }
+    }
 }
 
 fn pretty(v: &serde_json::Value) -> String {
@@ -289,7 +371,7 @@ fn print_table(images: &[Image]) {
     let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = std::io::stdout().lock();
     for r in rows {
-        let _ = writeln!(
+        let line = writeln!(
             out,
             "{:w0$}   {:w1$}   {:w2$}   {}",
             r[0],
@@ -300,6 +382,9 @@ fn print_table(images: &[Image]) {
             w1 = widths[1],
             w2 = widths[2]
         );
+        if let Err(e) = line.and_then(|()| out.flush()) {
+            output_failed(e);
+        }
     }
 }
 

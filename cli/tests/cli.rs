@@ -141,3 +141,76 @@ fn registry_flags_reach_the_library() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("registries.conf"));
 }
+
+#[test]
+fn no_unpack_rootfs_export_and_mount() {
+    let root = temp_root();
+    let r = root.path();
+    let reference = fixture("debian:v1");
+    let out = imgsvc(r, &["--no-unpack", "pull", &reference]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_dir(r.join("layers/sha256")).unwrap().count(), 0, "--no-unpack unpacked");
+
+    let out = imgsvc(r, &["rootfs", &reference]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dirs: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(dirs.len(), 4, "{dirs:?}");
+    // Top layer first: the opaque directory's new content is in the first one.
+    assert!(std::path::Path::new(&dirs[0]).join("opt/imgsvc/replaced/new.txt").exists(), "{dirs:?}");
+
+    let dest = tempfile::tempdir().unwrap();
+    let export = dest.path().join("rootfs");
+    let out = imgsvc(r, &["export", &reference, export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let chroot = Command::new("chroot").arg(&export).args(["/bin/sh", "-c", "echo ok"]).output().unwrap();
+    assert_eq!(stdout(&chroot), "ok\n");
+    let out = imgsvc(r, &["export", &reference, export.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Read-only overlay of the layer directories (CI runs as root).
+    let mnt = tempfile::tempdir().unwrap();
+    let out = imgsvc(r, &["mount", &reference, mnt.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hello = std::fs::read_to_string(mnt.path().join("etc/imgsvc-fixture/hello.txt"));
+    let removed = mnt.path().join("etc/imgsvc-fixture/remove-me.txt").exists();
+    let writable = std::fs::write(mnt.path().join("new-file"), b"x").is_ok();
+    let _ = Command::new("umount").arg(mnt.path()).status();
+    assert_eq!(hello.unwrap(), "hello from imgsvc fixture layer b\n");
+    assert!(!removed, "a whiteout shows through the mount");
+    assert!(!writable, "the mount is read-only");
+
+    let out = imgsvc(r, &["rmi", &reference]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_dir(r.join("layers/sha256")).unwrap().count(), 0, "layers outlived the image");
+    let out = imgsvc(r, &["export", &reference, dest.path().join("again").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_closed_or_full_stdout_is_not_a_panic() {
+    let root = temp_root();
+    let r = root.path();
+    assert!(imgsvc(r, &["pull", &fixture("small:a")]).status.success());
+    // A reader that went away: quiet, like any Unix tool killed by SIGPIPE.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+        .arg("--root")
+        .arg(r)
+        .args(["images", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    // A full disk: one line on stderr, exit 2.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_imgsvc")).arg("--root").arg(r).args(["images"]).stdout(full).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("imgsvc: i/o: writing output:") && !err.contains("panicked"), "{err}");
+}

@@ -57,6 +57,7 @@ fn killed_pulls_leave_a_consistent_store() {
         "before-index-write",
         "before-rename:index.json",
         "after-index-write",
+        "before-layer-rename",
     ] {
         points.push((fp.to_string(), None));
     }
@@ -88,6 +89,9 @@ fn killed_pulls_leave_a_consistent_store() {
             for b in &blobs {
                 assert!(root.path().join("blobs/sha256").join(&b[7..]).exists(), "{label}: listed image lacks {b}");
             }
+            // An image becomes visible only once its layers are unpacked.
+            let layers = std::fs::read_dir(root.path().join("layers/sha256")).unwrap().count();
+            assert_eq!(layers, blobs.len() - 1, "{label}: listed image has {layers} unpacked layers");
         }
         drop(svc);
         // fsck: clean, or only leftovers of the killed pull (never a broken image).

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1169,6 +1170,55 @@ static void test_huge_strings(void) {
     store_close(&s);
 }
 
+/* rootfs lists the layer directories top first; export writes a tree a
+ * program can read; NULLs and an absent image are errors, not crashes. */
+static void test_rootfs_and_export(void) {
+    store s;
+    if (!store_open(&s, "{\"unpack\":false}")) return;
+    char *image = ref("fixture/small:a");
+    char *id = pull(s.svc, image);
+    imgsvc_error *err = NULL;
+    char *dirs = NULL;
+    imgsvc_status rc = imgsvc_service_rootfs(s.svc, image, &dirs, &err);
+    CHECK_CODE(rc, IMGSVC_OK, err);
+    drop_err(&err);
+    char layers_dir[128];
+    snprintf(layers_dir, sizeof layers_dir, "\"%s/layers/sha256/", s.root);
+    CHECK(dirs && dirs[0] == '[' && strstr(dirs, layers_dir), "rootfs: %s", dirs ? dirs : "(null)");
+    imgsvc_string_free(dirs);
+
+    char dest[160];
+    snprintf(dest, sizeof dest, "%s-export", s.root);
+    rc = imgsvc_service_export_rootfs(s.svc, image, dest, &err);
+    CHECK_CODE(rc, IMGSVC_OK, err);
+    drop_err(&err);
+    DIR *d = opendir(dest);
+    int entries = 0;
+    for (struct dirent *e; d && (e = readdir(d));) entries += e->d_name[0] != '.';
+    if (d) closedir(d);
+    CHECK(entries > 0, "export wrote nothing into %s", dest);
+    rc = imgsvc_service_export_rootfs(s.svc, image, dest, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err); /* not empty any more */
+    drop_err(&err);
+
+    rc = imgsvc_service_rootfs(s.svc, "fixture/absent:x", &dirs, &err);
+    CHECK_CODE(rc, IMGSVC_NOT_FOUND, err);
+    drop_err(&err);
+    rc = imgsvc_service_rootfs(s.svc, image, NULL, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    rc = imgsvc_service_export_rootfs(s.svc, image, NULL, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    rc = imgsvc_service_export_rootfs(NULL, image, dest, &err);
+    CHECK_CODE(rc, IMGSVC_INVALID_ARGUMENT, err);
+    drop_err(&err);
+    rm_rf(dest);
+    imgsvc_string_free(id);
+    free(image);
+    store_close(&s);
+}
+
 int main(int argc, char **argv) {
     self_path = argv[0];
     if (argc == 4 && strcmp(argv[1], "--storage-full-child") == 0) return storage_full_child(argv[2], argv[3]);
@@ -1196,6 +1246,7 @@ int main(int argc, char **argv) {
     run("absent status is NULL, remove of absent succeeds", test_absent_status_and_remove);
     run("pull, list, status, short id prefix, fs_info, remove", test_pull_list_status_prefix_fsinfo);
     run("untag", test_untag);
+    run("rootfs and export_rootfs (unpacked on demand)", test_rootfs_and_export);
     run("cancel token from another thread", test_cancel_token);
     run("cancel token with no bytes flowing", test_cancel_with_no_bytes_flowing);
     run("callback cancel is code 10 and leaves no image", test_callback_cancel);

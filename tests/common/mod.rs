@@ -126,7 +126,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 out.extend(files_under(&p));
             } else {
                 out.push(p);

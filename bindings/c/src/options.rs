@@ -24,6 +24,8 @@ struct OptionsJson {
     auth_file: Option<String>,
     docker_config: Option<String>,
     certs_dir: Option<String>,
+    unpack: Option<bool>,
+    max_layer_bytes: Option<u64>,
 }
 
 /// Options for a store at `root` from `json` (NULL: the defaults).
@@ -46,6 +48,15 @@ pub(crate) fn parse_options(root: &str, json: Option<&str>) -> Result<Options, F
     }
     if let Some(ms) = parsed.progress_timeout_ms {
         options.progress_timeout = timeout("progress_timeout_ms", ms, 0)?;
+    }
+    if let Some(unpack) = parsed.unpack {
+        options.unpack = unpack;
+    }
+    if let Some(n) = parsed.max_layer_bytes {
+        if n == 0 {
+            return Err(Failure::invalid("options_json: max_layer_bytes must be at least 1"));
+        }
+        options.max_layer_bytes = n;
     }
     if let Some(ms) = parsed.connect_timeout_ms {
         // A zero connect timeout would fail every connection.

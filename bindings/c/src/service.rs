@@ -86,6 +86,10 @@ pub type imgsvc_progress_callback =
 ///   "progress_timeout_ms": a pull receiving nothing for this long fails with
 ///             IMGSVC_TIMEOUT; 0 means never (default 300000),
 ///   "connect_timeout_ms": 1..4294967295 (default 30000),
+///   "unpack": false to store layers without unpacking them while pulling
+///             (imgsvc_service_rootfs() then unpacks on demand; default true),
+///   "max_layer_bytes": a layer uncompressing to more is refused with
+///             IMGSVC_INTEGRITY (default 68719476736, 64 GiB),
 /// and the registry configuration files (none is read unless named here):
 ///   "registries_conf": a containers-registries.conf v2 file (short-name
 ///             search and aliases, mirrors, insecure and blocked registries);
@@ -384,6 +388,63 @@ pub unsafe extern "C" fn imgsvc_service_untag(
         // SAFETY: as above.
         let name = unsafe { required_str(name, "name") }?;
         service.inner.untag(name)?;
+        Ok(())
+    })
+}
+
+/// The image's unpacked layer directories, top layer first: the `lowerdir`
+/// list of an overlay mount. Layers not unpacked yet (the image was pulled
+/// with "unpack": false) are unpacked now. An image the store does not have
+/// is IMGSVC_NOT_FOUND.
+///
+/// On success *out_json is a new JSON array of absolute paths (strings) the
+/// caller frees with imgsvc_string_free().
+///
+/// # Safety
+/// Pointers are NULL or valid as described in the header's conventions.
+#[no_mangle]
+pub unsafe extern "C" fn imgsvc_service_rootfs(
+    service: *const imgsvc_service,
+    image: *const c_char,
+    out_json: *mut *mut c_char,
+    err: *mut *mut imgsvc_error,
+) -> imgsvc_status {
+    call(err, || {
+        // SAFETY: live service and string for the call, by the contract.
+        let service = unsafe { handle(service, "service") }?;
+        // SAFETY: as above.
+        let image = unsafe { required_str(image, "image") }?;
+        let out = Out::new(out_json, "out_json")?;
+        let dirs: Vec<String> = service.inner.rootfs(image)?.iter().map(|p| p.display().to_string()).collect();
+        let text = to_c_string(&serde_json::Value::from(dirs).to_string())?;
+        // SAFETY: writable by the contract, checked non-NULL.
+        unsafe { out.write(text) };
+        Ok(())
+    })
+}
+
+/// Write the image's merged root filesystem into directory `dir`, which must
+/// be absent (it is created) or empty (else IMGSVC_INVALID_ARGUMENT). Files
+/// are hard-linked from the layer store where the filesystem allows, so
+/// they share inodes with it: copy a file before changing it in place.
+///
+/// # Safety
+/// Pointers are NULL or valid as described in the header's conventions.
+#[no_mangle]
+pub unsafe extern "C" fn imgsvc_service_export_rootfs(
+    service: *const imgsvc_service,
+    image: *const c_char,
+    dir: *const c_char,
+    err: *mut *mut imgsvc_error,
+) -> imgsvc_status {
+    call(err, || {
+        // SAFETY: live service and strings for the call, by the contract.
+        let service = unsafe { handle(service, "service") }?;
+        // SAFETY: as above.
+        let image = unsafe { required_str(image, "image") }?;
+        // SAFETY: as above.
+        let dir = unsafe { required_str(dir, "dir") }?;
+        service.inner.export_rootfs(image, dir)?;
         Ok(())
     })
 }

@@ -34,7 +34,8 @@ const EVENT_QUEUE: usize = 256;
 /// `ImageService(root=None, *, pinned=None, max_parallel_downloads=None,
 /// progress_timeout=None, connect_timeout=None, registries_conf=None,
 /// registries_conf_d=None, auth_file=None, docker_config=None,
-/// certs_dir=None, system_registry_config=False)`; `root=None` means
+/// certs_dir=None, system_registry_config=False, unpack=True,
+/// max_layer_bytes=None)`; `root=None` means
 /// `imgsvc.default_root()`. Safe to share between threads. A context
 /// manager: leaving the `with` block closes it.
 #[pyclass(frozen, module = "imgsvc", name = "ImageService")]
@@ -113,6 +114,8 @@ impl PyImageService {
         docker_config=None,
         certs_dir=None,
         system_registry_config=false,
+        unpack=true,
+        max_layer_bytes=None,
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
@@ -128,6 +131,8 @@ impl PyImageService {
         docker_config: Option<PathBuf>,
         certs_dir: Option<PathBuf>,
         system_registry_config: bool,
+        unpack: bool,
+        max_layer_bytes: Option<i64>,
     ) -> PyResult<Self> {
         let mut options = Options::new(root.unwrap_or_else(Options::default_root));
         if let Some(pinned) = pinned {
@@ -144,6 +149,13 @@ impl PyImageService {
         }
         if let Some(s) = connect_timeout {
             options.connect_timeout = seconds(py, "connect_timeout", s, false)?;
+        }
+        options.unpack = unpack;
+        if let Some(n) = max_layer_bytes {
+            options.max_layer_bytes = u64::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| errors::invalid(py, format!("max_layer_bytes must be at least 1, got {n}")))?;
         }
         options.registry = registry_options(
             system_registry_config,
@@ -294,6 +306,23 @@ impl PyImageService {
     fn untag(&self, py: Python<'_>, name: String) -> PyResult<()> {
         let service = self.get(py)?;
         py.detach(move || service.untag(&name)).map_err(|e| errors::to_py(py, e))
+    }
+
+    /// The image's unpacked layer directories, top layer first: the
+    /// `lowerdir` list of an overlay mount. Layers not unpacked yet are
+    /// unpacked now. An image the store lacks raises NotFoundError.
+    fn rootfs(&self, py: Python<'_>, image: String) -> PyResult<Vec<String>> {
+        let service = self.get(py)?;
+        let dirs = py.detach(move || service.rootfs(&image)).map_err(|e| errors::to_py(py, e))?;
+        Ok(dirs.iter().map(|p| p.display().to_string()).collect())
+    }
+
+    /// Write the image's merged root filesystem into `dir` (absent or
+    /// empty). Files are hard-linked from the layer store where possible:
+    /// copy a file before changing it in place.
+    fn export_rootfs(&self, py: Python<'_>, image: String, dir: PathBuf) -> PyResult<()> {
+        let service = self.get(py)?;
+        py.detach(move || service.export_rootfs(&image, &dir)).map_err(|e| errors::to_py(py, e))
     }
 
     /// Usage of the store's filesystem by images.
