@@ -173,7 +173,8 @@ typedef struct imgsvc_progress {
  * any other value to cancel the pull (it then fails with IMGSVC_CANCELLED).
  * `userdata` is the pointer given to imgsvc_service_pull(), passed through
  * untouched. The callback must not unwind (C++ exceptions, longjmp) out of
- * itself, and must not free the service it was called for.
+ * itself, and must not free the service it was called for; it may call the
+ * other functions of that service (list, status, even another pull).
  */
 typedef int32_t (*imgsvc_progress_callback)(void *userdata, const struct imgsvc_progress *event);
 

@@ -21,8 +21,24 @@ impl BlockingService {
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
-        let service = runtime.block_on(async { Service::new(options) })?;
+        let service = {
+            let _in_runtime = runtime.enter();
+            Service::new(options)?
+        };
         Ok(BlockingService { service, runtime })
+    }
+
+    /// Drive `fut` to completion. From inside a progress callback (or any
+    /// async context) the calling thread is already in a runtime, where
+    /// `block_on` would panic: then a helper thread drives it instead.
+    fn run<T: Send>(&self, fut: impl std::future::Future<Output = T> + Send) -> T {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.runtime.block_on(fut);
+        }
+        std::thread::scope(|s| match s.spawn(|| self.runtime.block_on(fut)).join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
     }
 
     /// The async service inside, for callers that also have a runtime.
@@ -31,11 +47,11 @@ impl BlockingService {
     }
 
     pub fn list(&self, filter: Option<&str>) -> Result<Vec<Image>> {
-        self.runtime.block_on(self.service.list(filter))
+        self.run(self.service.list(filter))
     }
 
     pub fn status(&self, image: &str, verbose: bool) -> Result<Option<ImageStatus>> {
-        self.runtime.block_on(self.service.status(image, verbose))
+        self.run(self.service.status(image, verbose))
     }
 
     /// Pull; `progress` runs on this thread and returns `false` to cancel.
@@ -45,7 +61,7 @@ impl BlockingService {
         auth: Option<&Auth>,
         progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
     ) -> Result<String> {
-        self.runtime.block_on(self.service.pull(image, auth, progress))
+        self.run(self.service.pull(image, auth, progress))
     }
 
     /// Pull that also stops, promptly, when `cancel` is cancelled from any thread.
@@ -56,34 +72,34 @@ impl BlockingService {
         progress: Option<&mut (dyn FnMut(&Progress) -> bool + Send)>,
         cancel: &CancelToken,
     ) -> Result<String> {
-        self.runtime.block_on(self.service.pull_cancellable(image, auth, progress, cancel))
+        self.run(self.service.pull_cancellable(image, auth, progress, cancel))
     }
 
     pub fn remove(&self, image: &str) -> Result<()> {
-        self.runtime.block_on(self.service.remove(image))
+        self.run(self.service.remove(image))
     }
 
     pub fn untag(&self, name: &str) -> Result<()> {
-        self.runtime.block_on(self.service.untag(name))
+        self.run(self.service.untag(name))
     }
 
     /// Check (and with `repair`, clean) the store.
     pub fn fsck(&self, repair: bool) -> Result<crate::FsckReport> {
-        self.runtime.block_on(self.service.fsck(repair))
+        self.run(self.service.fsck(repair))
     }
 
     /// The image's unpacked layer directories, top layer first (overlay `lowerdir`).
     pub fn rootfs(&self, image: &str) -> Result<Vec<std::path::PathBuf>> {
-        self.runtime.block_on(self.service.rootfs(image))
+        self.run(self.service.rootfs(image))
     }
 
     /// Materialize the image's merged root filesystem in `dir` (absent or empty).
     pub fn export_rootfs(&self, image: &str, dir: impl AsRef<std::path::Path>) -> Result<()> {
-        self.runtime.block_on(self.service.export_rootfs(image, dir.as_ref()))
+        self.run(self.service.export_rootfs(image, dir.as_ref()))
     }
 
     pub fn fs_info(&self) -> Result<FilesystemUsage> {
-        self.runtime.block_on(self.service.fs_info())
+        self.run(self.service.fs_info())
     }
 
     pub fn options(&self) -> &Options {

@@ -91,6 +91,9 @@ impl Catalog {
         if is_hex && hex.len() == 64 {
             return Ok(self.images.get(&format!("sha256:{hex}")).map_or(Found::Absent, Found::Image));
         }
+        if is_hex && hex.len() > 64 {
+            return Err(Error::invalid(format!("{} is longer than an image id", crate::reference::clipped(input))));
+        }
         let parsed = if input.starts_with("sha256:") { None } else { Some(Reference::parse(input)) };
         if let Some(Ok(r)) = &parsed {
             if let Found::Image(rec) = self.lookup_name(r) {
@@ -116,7 +119,7 @@ impl Catalog {
         let is_hex = !hex.is_empty() && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !is_hex {
             return if input.starts_with("sha256:") {
-                Err(Error::invalid(format!("{input:?} is not a valid image id")))
+                Err(Error::invalid(format!("{} is not a valid image id", crate::reference::clipped(input))))
             } else {
                 Ok(Found::Absent)
             };

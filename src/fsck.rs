@@ -3,7 +3,7 @@
 //! blobs, no temporary files left by a crash. `repair` removes what is
 //! orphaned and the images that cannot be complete, until the store is clean.
 
-use crate::catalog::{self, annotation, IMAGE_ID, INDEX_DIGEST};
+use crate::catalog::{annotation, IMAGE_ID, INDEX_DIGEST};
 use crate::error::Result;
 use crate::manifest::{self, Document};
 use crate::service::Inner;
@@ -76,7 +76,9 @@ fn check(inner: &Inner, repair: bool) -> Result<FsckReport> {
         problem.is_none()
     };
     let mut referenced: HashSet<String> = HashSet::new();
-    let mut broken_images: BTreeSet<String> = BTreeSet::new();
+    // Entries (one image name each) that cannot be complete: one broken
+    // name does not take the image's other, complete names with it.
+    let mut broken: BTreeSet<(String, String, String)> = BTreeSet::new(); // (id, name, manifest digest)
     for d in &index.manifests {
         let id = annotation(d, IMAGE_ID).unwrap_or("?").to_string();
         let name = annotation(d, REF_NAME).map(str::to_string).unwrap_or_else(|| d.digest.clone());
@@ -95,25 +97,26 @@ fn check(inner: &Inner, repair: bool) -> Result<FsckReport> {
                             "{name}: recorded as image {id}, but its manifest's config is {}",
                             manifest.config.digest
                         ));
-                        broken_images.insert(id.clone());
+                        broken.insert((id.clone(), name.clone(), d.digest.clone()));
                     }
                 }
                 _ => {
                     report.problems.push(format!("{name}: manifest {} is not an image manifest", d.digest));
-                    broken_images.insert(id.clone());
+                    broken.insert((id.clone(), name.clone(), d.digest.clone()));
                 }
             }
         }
         for (digest, size) in &needed {
             referenced.insert(digest.clone());
             if !check(digest, *size, &mut report) {
-                broken_images.insert(id.clone());
+                broken.insert((id.clone(), name.clone(), d.digest.clone()));
             }
         }
     }
     let problems: Vec<String> = verdict.values().flatten().cloned().collect();
     report.problems.extend(problems);
-    for id in &broken_images {
+    let broken_ids: BTreeSet<&String> = broken.iter().map(|(id, _, _)| id).collect();
+    for id in broken_ids {
         report.problems.push(format!("image {id} is incomplete"));
     }
 
@@ -146,15 +149,15 @@ fn check(inner: &Inner, repair: bool) -> Result<FsckReport> {
     }
 
     if repair {
-        for id in &broken_images {
-            let gone = catalog::remove_image(&mut index, id);
-            for d in gone {
-                report
-                    .repaired
-                    .push(format!("removed incomplete image {id} ({})", annotation(&d, REF_NAME).unwrap_or(&d.digest)));
-            }
+        let name_of = |d: &crate::manifest::Descriptor| annotation(d, REF_NAME).unwrap_or(&d.digest).to_string();
+        index.manifests.retain(|d| {
+            let id = annotation(d, IMAGE_ID).unwrap_or("?").to_string();
+            !broken.contains(&(id, name_of(d), d.digest.clone()))
+        });
+        for (id, name, _) in &broken {
+            report.repaired.push(format!("removed incomplete image {id} ({name})"));
         }
-        if !broken_images.is_empty() {
+        if !broken.is_empty() {
             store.write_index(&index)?;
             inner.forget_cache();
         }

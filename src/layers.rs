@@ -194,8 +194,11 @@ impl Layers {
                     if !held {
                         out.push(path);
                     }
-                } else if name.starts_with(".trash-") {
-                    out.push(path);
+                } else if let Some(rest) = name.strip_prefix(".trash-") {
+                    // .trash-<hex>-<pid>-<n>: its remover may still be at work.
+                    if !crate::store::writer_alive(rest.split('-').nth(1)) {
+                        out.push(path);
+                    }
                 }
             }
         }

@@ -145,13 +145,24 @@ pub(crate) async fn pull(
             None => Ok(()),
         }
     };
+    // A callback that cancels after the image was already recorded (events
+    // reach it late) gets the truth: the pull succeeded.
+    let finished_anyway = |result: &watch::Receiver<Option<Result<String>>>, e: Error| match &*result.borrow() {
+        Some(Ok(id)) => Ok(id.clone()),
+        _ => Err(e),
+    };
     if let Some(ev) = &replay {
-        deliver(ev)?;
+        if let Err(e) = deliver(ev) {
+            return finished_anyway(&result, e);
+        }
     }
     loop {
-        if let Some(r) = result.borrow_and_update().clone() {
+        let done = result.borrow_and_update().clone();
+        if let Some(r) = done {
             while let Ok(ev) = events.try_recv() {
-                deliver(&ev)?;
+                if let Err(e) = deliver(&ev) {
+                    return if r.is_ok() { r } else { Err(e) };
+                }
             }
             return r;
         }
@@ -159,7 +170,7 @@ pub(crate) async fn pull(
             biased;
             _ = cancel.cancelled() => return Err(Error::cancelled()),
             ev = events.recv() => match ev {
-                Ok(ev) => deliver(&ev)?,
+                Ok(ev) => if let Err(e) = deliver(&ev) { return finished_anyway(&result, e) },
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => { let _ = result.changed().await; }
             },

@@ -28,7 +28,7 @@ pub struct Reference {
 impl Reference {
     /// Parse and normalize `input`. A name with neither tag nor digest gets `:latest`.
     pub fn parse(input: &str) -> Result<Self> {
-        let bad = |why: &str| Error::invalid(format!("invalid image reference {input:?}: {why}"));
+        let bad = |why: &str| Error::invalid(format!("invalid image reference {}: {why}", clipped(input)));
         if input.is_empty() {
             return Err(bad("it is empty"));
         }
@@ -143,6 +143,15 @@ impl fmt::Display for Reference {
             write!(f, "@{digest}")?;
         }
         Ok(())
+    }
+}
+
+/// `input` quoted for a message, cut short when long (a caller may pass megabytes).
+pub(crate) fn clipped(input: &str) -> String {
+    const MAX: usize = 256;
+    match input.char_indices().nth(MAX) {
+        None => format!("{input:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &input[..cut], input.len()),
     }
 }
 

@@ -55,6 +55,9 @@ impl Service {
                 options.max_parallel_downloads
             )));
         }
+        if options.root.as_os_str().is_empty() {
+            return Err(Error::invalid("the store root is empty"));
+        }
         let store = Store::open(&options.root)?;
         let layers = Layers::open(&options.root)?;
         let registries = Registries::new(&options.registry, options.connect_timeout)?;

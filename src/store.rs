@@ -304,13 +304,18 @@ impl Store {
         Ok(set)
     }
 
-    /// Temporary files a crash may have left: in the root, blobs/sha256 and leases/.
+    /// Temporary files a crash left in the root and blobs/sha256: those
+    /// whose writer (the pid in their name) is gone. A live process may be
+    /// about to rename its file into place.
     pub fn stray_temp_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for dir in [self.root.clone(), self.blob_dir()] {
             if let Ok(rd) = fs::read_dir(&dir) {
                 out.extend(rd.flatten().map(|e| e.path()).filter(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp"))
+                        .is_some_and(|n| !writer_alive(n.rsplit('.').nth(1)))
                 }));
             }
         }
@@ -367,6 +372,11 @@ impl Store {
             .map(|n| format!("sha256:{n}"))
             .collect())
     }
+}
+
+/// Whether the process `pid` (as written in a temporary name) still runs.
+pub(crate) fn writer_alive(pid: Option<&str>) -> bool {
+    pid.and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// A lease file, deleted on drop.

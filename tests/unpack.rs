@@ -269,38 +269,6 @@ fn without_unpacking_layers_are_unpacked_on_demand() {
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl").args(["-sS", "-f"]).args(args).output().unwrap();
-    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn push_blob(repo: &str, bytes: &[u8]) -> String {
-    let digest = format!("sha256:{}", sha(bytes));
-    let reg = registry();
-    let headers = curl(&["-i", "-X", "POST", &format!("http://{reg}/v2/{repo}/blobs/uploads/")]);
-    let location = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
-        .expect("upload location")
-        .trim()
-        .to_string();
-    let url = if location.starts_with("http") { location } else { format!("http://{reg}{location}") };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), bytes).unwrap();
-    curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/octet-stream",
-        "--data-binary",
-        &format!("@{}", file.path().display()),
-        &format!("{url}{sep}digest={digest}"),
-    ]);
-    digest
-}
-
 /// Push an image of `layers` (blob bytes, diff_id) as `repo:v1`.
 fn push_image(repo: &str, layers: &[(Vec<u8>, String)]) -> String {
     let mut descs = vec![];

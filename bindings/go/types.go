@@ -297,6 +297,8 @@ type PullOptions struct {
 	// Progress, when set, is called for each event, on the goroutine that
 	// called Pull, during the call. To stop the pull, cancel its context.
 	// A panic in Progress stops the pull and is raised again by Pull.
+	// Progress may call the Service's other methods, but not Close: Close
+	// waits for the Pull that is waiting for Progress.
 	Progress func(Progress)
 }
 

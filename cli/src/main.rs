@@ -418,7 +418,9 @@ impl PullDisplay {
             let filled =
                 if self.total == 0 { width } else { ((done as f64 / self.total as f64) * width as f64) as usize }
                     .min(width);
-            eprint!(
+            // Progress output failing (stderr closed) must not stop the pull.
+            let _ = write!(
+                std::io::stderr(),
                 "\r[{}{}] {} / {}   ",
                 "#".repeat(filled),
                 ".".repeat(width - filled),
@@ -427,13 +429,13 @@ impl PullDisplay {
             );
             self.drawn = true;
         } else {
-            eprintln!("{}", imgsvc::json::progress(p));
+            let _ = writeln!(std::io::stderr(), "{}", imgsvc::json::progress(p));
         }
     }
 
     fn finish(&mut self) {
         if self.drawn {
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
         }
     }
 }

@@ -119,8 +119,7 @@ impl RegistriesConf {
         }
         let mut conf = RegistriesConf::default();
         for path in &files {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let text = read_config_file(path)?;
             let file: File = toml::from_str(&text).map_err(|e| {
                 let line = e.span().map(|s| text[..s.start].lines().count().max(1));
                 let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
@@ -353,4 +352,28 @@ insecure = true
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
         assert!(err.message().contains("20-bad.conf") && err.message().contains("line 3"), "{err}");
     }
+}
+
+/// Largest configuration, credentials or certificate file we read: far
+/// more than any real one, and a bound when a path names /dev/zero.
+pub(crate) const CONFIG_FILE_MAX: u64 = 4 << 20;
+
+/// A configuration file as text, refusing one over [`CONFIG_FILE_MAX`].
+pub(crate) fn read_config_file(path: &Path) -> Result<String> {
+    let bytes = read_config_bytes(path)?;
+    String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8 text", path.display())))
+}
+
+/// A configuration file's bytes, refusing one over [`CONFIG_FILE_MAX`].
+pub(crate) fn read_config_bytes(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut bytes = Vec::new();
+    file.take(CONFIG_FILE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if bytes.len() as u64 > CONFIG_FILE_MAX {
+        return Err(Error::invalid(format!("{}: larger than {CONFIG_FILE_MAX} bytes", path.display())));
+    }
+    Ok(bytes)
 }

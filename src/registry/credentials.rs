@@ -121,7 +121,11 @@ impl CredentialFiles {
     /// that has one; the most specific `auths` key wins inside a file.
     pub fn lookup(&self, domain: &str, repository: &str) -> Result<Credential> {
         for path in &self.files {
-            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            let text = match super::config::read_config_file(path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == crate::ErrorKind::InvalidArgument => return Err(e),
+                Err(_) => continue, // an absent file holds no credentials
+            };
             let file: AuthFile = serde_json::from_str(&text)
                 .map_err(|e| Error::invalid(format!("{}: not a valid credentials file: {e}", path.display())))?;
             if let Some(helper) = file.cred_helpers.get(domain) {

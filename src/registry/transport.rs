@@ -30,7 +30,7 @@ impl TlsFiles {
         paths.sort();
         let bad = |p: &Path, e: reqwest::Error| Error::invalid(format!("{}: {e}", p.display()));
         for p in &paths {
-            let read = || std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+            let read = || super::config::read_config_bytes(p);
             match p.extension().and_then(|e| e.to_str()) {
                 Some("crt") => {
                     out.roots.extend(reqwest::Certificate::from_pem_bundle(&read()?).map_err(|e| bad(p, e))?)
@@ -38,7 +38,7 @@ impl TlsFiles {
                 Some("cert") => {
                     let key = p.with_extension("key");
                     let mut pem = read()?;
-                    pem.extend(std::fs::read(&key).map_err(|e| {
+                    pem.extend(super::config::read_config_bytes(&key).map_err(|e| {
                         Error::invalid(format!(
                             "{}: client certificate without its key {}: {e}",
                             p.display(),

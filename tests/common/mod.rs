@@ -304,3 +304,37 @@ pub fn skopeo_copy(from: &str, to: &str, flags: &[&str]) {
         .unwrap();
     assert!(out.status.success(), "skopeo copy {from} {to}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// curl that must succeed; its stdout.
+pub fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl").args(["-sS", "-f"]).args(args).output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Upload `bytes` as a blob of `repo` over the registry API; its digest.
+pub fn push_blob(repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let reg = registry();
+    let headers = curl(&["-i", "-X", "POST", &format!("http://{reg}/v2/{repo}/blobs/uploads/")]);
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .expect("upload location")
+        .trim()
+        .to_string();
+    let url = if location.starts_with("http") { location } else { format!("http://{reg}{location}") };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &format!("{url}{sep}digest={digest}"),
+    ]);
+    digest
+}

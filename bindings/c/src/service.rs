@@ -71,7 +71,8 @@ pub struct imgsvc_progress {
 /// any other value to cancel the pull (it then fails with IMGSVC_CANCELLED).
 /// `userdata` is the pointer given to imgsvc_service_pull(), passed through
 /// untouched. The callback must not unwind (C++ exceptions, longjmp) out of
-/// itself, and must not free the service it was called for.
+/// itself, and must not free the service it was called for; it may call the
+/// other functions of that service (list, status, even another pull).
 pub type imgsvc_progress_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const imgsvc_progress) -> i32>;
 

@@ -49,6 +49,8 @@ pub struct PyImageService {
 fn seconds(py: Python<'_>, name: &str, seconds: f64, zero_ok: bool) -> PyResult<Duration> {
     let ok = seconds.is_finite() && (seconds > 0.0 || (zero_ok && seconds == 0.0));
     match Duration::try_from_secs_f64(seconds) {
+        // A positive value too small for a nanosecond must not become 0 ("never").
+        Ok(d) if ok && seconds > 0.0 => Ok(d.max(Duration::from_nanos(1))),
         Ok(d) if ok => Ok(d),
         _ => {
             let want = if zero_ok { ">= 0 (0 = never)" } else { "> 0" };
