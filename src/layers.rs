@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::unpack::{self, Whiteouts};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -106,13 +106,7 @@ impl Layers {
         }
         // One unpacker per layer in any process; the others wait, then find it done.
         let lock_path = self.dir.join(format!("{hex}.lock"));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        lock.lock().map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+        let lock = crate::store::lock_file(&lock_path)?;
         if self.has(chain_id) {
             return Ok(false);
         }

@@ -181,15 +181,7 @@ impl Store {
 
     /// Take the exclusive metadata lock (blocks).
     pub fn lock(&self) -> Result<MetaLock> {
-        let path = self.root.join("imgsvc.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        file.lock().map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
-        Ok(MetaLock { _file: file })
+        Ok(MetaLock { _file: lock_file(&self.root.join("imgsvc.lock"))? })
     }
 
     pub fn generation(&self) -> Result<Generation> {
@@ -372,6 +364,19 @@ impl Store {
             .map(|n| format!("sha256:{n}"))
             .collect())
     }
+}
+
+/// Open (creating) `path` and take an exclusive flock on it, blocking;
+/// held until the file is closed.
+pub(crate) fn lock_file(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    file.lock().map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+    Ok(file)
 }
 
 /// Whether the process `pid` (as written in a temporary name) still runs.
