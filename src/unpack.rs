@@ -402,7 +402,7 @@ impl<'a> Writer<'a> {
         }
         let victim = parent.join(target);
         self.clear(&victim, false)?;
-        rustix::fs::mknodat(CWD, &self.root.join(&victim), FileType::CharacterDevice, Mode::empty(), 0)
+        rustix::fs::mknodat(CWD, self.root.join(&victim), FileType::CharacterDevice, Mode::empty(), 0)
             .map_err(|e| Refusal::Io(format!("creating the whiteout for {victim:?}"), e.into()))?;
         self.inodes += 1;
         Ok(())

@@ -293,7 +293,7 @@ fn mount_overlay(lower: &[PathBuf], dir: &std::path::Path) -> imgsvc::Result<()>
     };
     let mut cmd = std::process::Command::new("mount");
     match lower {
-        [] => return Err(Error::new(ErrorKind::Unsupported, "the image has no layers to mount")),
+        [] => Err(Error::new(ErrorKind::Unsupported, "the image has no layers to mount")),
         [one] => {
             status("bind mount", cmd.arg("--bind").arg(one).arg(dir).output())?;
             let mut ro = std::process::Command::new("mount");
