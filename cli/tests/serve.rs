@@ -274,10 +274,13 @@ impl StallProxy {
 async fn assert_pull_stopped(proxy: &StallProxy, images: &mut Images, image: &str) {
     let before = proxy.delivered.load(Ordering::SeqCst);
     proxy.release();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let after = proxy.delivered.load(Ordering::SeqCst);
-    // A live download of the 95 MB layer would move megabytes in this time.
-    assert!(after - before < 1024 * 1024, "the pull kept downloading after it was abandoned: {} bytes", after - before);
+    // A live download would fetch the whole 95 MB layer (and record the
+    // image) in this time on loopback. What a connection the client is just
+    // closing can still take is kernel socket buffers: a few MiB on a loaded
+    // machine.
+    assert!(after - before < 16 << 20, "the pull kept downloading after it was abandoned: {} bytes", after - before);
     assert!(status(images, image).await.is_none(), "an abandoned pull must not record the image");
 }
 
