@@ -155,19 +155,22 @@ def random_layer(layout, size, name, tmpdir):
     return layout.add_file(gz_path, MT_LAYER_GZIP), diff_id
 
 
-def small_layer_bytes():
-    """A tiny deterministic layer (uncompressed tar, gzip) shared by the many-image stores."""
+def _tar_one(path, data):
+    """A deterministic uncompressed tar holding one file -> (tar bytes, gzip bytes)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        data = b"shared layer of the store-size benchmark\n"
-        info = tarfile.TarInfo("etc/bench.txt")
+        info = tarfile.TarInfo(path)
         info.size = len(data)
         info.mode = 0o644
         info.mtime = 1704067200
         t.addfile(info, io.BytesIO(data))
     tar = buf.getvalue()
-    gz = gzip.compress(tar, compresslevel=6, mtime=0)
-    return tar, gz
+    return tar, gzip.compress(tar, compresslevel=6, mtime=0)
+
+
+def small_layer_bytes():
+    """A tiny deterministic layer (uncompressed tar, gzip) shared by the many-image stores."""
+    return _tar_one("etc/bench.txt", b"shared layer of the store-size benchmark\n")
 
 
 def build_random_image(cache_dir, key, layers, layer_bytes):
@@ -192,25 +195,16 @@ def build_random_image(cache_dir, key, layers, layer_bytes):
 
 
 # ---------------------------------------------------------------------------
-# The store-size benchmark: N small images, one shared layer, each its own
-# config (so its own image id) and manifest. Numbers are zero-padded so that
-# every config and manifest has the same length.
+# The store-size benchmark: N small images. Each has two layers, as real images
+# do: a base layer shared by all of them and a tiny top layer of its own (so
+# no two images share a top layer, which tools that build an image tree from
+# top layers, like podman, would otherwise have to disambiguate N^2 times),
+# and its own config (so its own image id) and manifest. Numbers are
+# zero-padded so that every config and manifest has the same length.
 
 
-def many_image(i, layer_desc, diff_id):
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "created": "2024-01-01T00:00:00Z",
-        "config": {"Cmd": ["/bin/sh"], "User": "0", "Labels": {"org.imgsvc.bench.n": "%06d" % i}},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }
-    cbytes = canonical(config)
-    cdesc = {"mediaType": MT_CONFIG, "digest": "sha256:" + hashlib.sha256(cbytes).hexdigest(), "size": len(cbytes)}
-    manifest = {"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": cdesc, "layers": [layer_desc]}
-    mbytes = canonical(manifest)
-    mdesc = {"mediaType": MT_MANIFEST, "digest": "sha256:" + hashlib.sha256(mbytes).hexdigest(), "size": len(mbytes)}
-    return cbytes, cdesc, mbytes, mdesc
+def _sha(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class Many:
@@ -218,17 +212,32 @@ class Many:
 
     def __init__(self):
         self.tar, self.gz = small_layer_bytes()
-        self.diff_id = "sha256:" + hashlib.sha256(self.tar).hexdigest()
-        self.layer = {
-            "mediaType": MT_LAYER_GZIP,
-            "digest": "sha256:" + hashlib.sha256(self.gz).hexdigest(),
-            "size": len(self.gz),
-        }
+        self.diff_id = _sha(self.tar)
+        self.layer = {"mediaType": MT_LAYER_GZIP, "digest": _sha(self.gz), "size": len(self.gz)}
         self._cache = {}
 
+    def top(self, i):
+        """Image i's own layer -> (tar, gz, descriptor, diff_id)."""
+        tar, gz = _tar_one("etc/bench-image", b"image %06d\n" % i)
+        return tar, gz, {"mediaType": MT_LAYER_GZIP, "digest": _sha(gz), "size": len(gz)}, _sha(tar)
+
     def image(self, i):
+        """-> (config bytes, config descriptor, manifest bytes, manifest descriptor)."""
         if i not in self._cache:
-            self._cache[i] = many_image(i, self.layer, self.diff_id)
+            _, _, tdesc, tdiff = self.top(i)
+            config = {
+                "architecture": "amd64",
+                "os": "linux",
+                "created": "2024-01-01T00:00:00Z",
+                "config": {"Cmd": ["/bin/sh"], "User": "0", "Labels": {"org.imgsvc.bench.n": "%06d" % i}},
+                "rootfs": {"type": "layers", "diff_ids": [self.diff_id, tdiff]},
+            }
+            cbytes = canonical(config)
+            cdesc = {"mediaType": MT_CONFIG, "digest": _sha(cbytes), "size": len(cbytes)}
+            manifest = {"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": cdesc, "layers": [self.layer, tdesc]}
+            mbytes = canonical(manifest)
+            mdesc = {"mediaType": MT_MANIFEST, "digest": _sha(mbytes), "size": len(mbytes)}
+            self._cache[i] = (cbytes, cdesc, mbytes, mdesc)
         return self._cache[i]
 
     @staticmethod
@@ -244,8 +253,10 @@ def write_blob(dir_, digest, data):
 
 
 def containerd_archive(path, many, registry, lo, hi):
-    """OCI archive for `ctr images import`: images lo..hi-1, each named by tag,
-    by repo digest and by id, as a CRI pull names them."""
+    """OCI archive for `ctr images import`: images lo..hi-1, each named by tag
+    and by repo digest, as a CRI pull names them. Not by id: containerd's CRI
+    plugin adds that name itself when it sees the image, and naming it here
+    too races with it ("image sha256:...: already exists")."""
     with tarfile.open(path, "w") as t:
 
         def add(name, data):
@@ -259,17 +270,19 @@ def containerd_archive(path, many, registry, lo, hi):
         entries = []
         for i in range(lo, hi):
             cbytes, cdesc, mbytes, mdesc = many.image(i)
+            _, gz, tdesc, _ = many.top(i)
+            add("blobs/sha256/" + tdesc["digest"][7:], gz)
             add("blobs/sha256/" + cdesc["digest"][7:], cbytes)
             add("blobs/sha256/" + mdesc["digest"][7:], mbytes)
             repo = many.repo(registry, i)
-            for name in (repo + ":v1", repo + "@" + mdesc["digest"], cdesc["digest"]):
+            for name in (repo + ":v1", repo + "@" + mdesc["digest"]):
                 entries.append(dict(mdesc, annotations={CTR_NAME: name}))
         add("index.json", canonical({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": entries}))
 
 
 def docker_archive(path, many, registry, lo, hi):
     """docker-archive (`docker save` format) with images lo..hi-1 for `podman load`."""
-    layer_name = many.diff_id[7:] + "/layer.tar"
+    base = many.diff_id[7:] + "/layer.tar"
     with tarfile.open(path, "w") as t:
 
         def add(name, data):
@@ -278,13 +291,16 @@ def docker_archive(path, many, registry, lo, hi):
             info.mode = 0o644
             t.addfile(info, io.BytesIO(data))
 
-        add(layer_name, many.tar)
+        add(base, many.tar)
         manifest = []
         for i in range(lo, hi):
             cbytes, cdesc, _, _ = many.image(i)
+            tar, _, _, tdiff = many.top(i)
+            top = tdiff[7:] + "/layer.tar"
+            add(top, tar)
             add(cdesc["digest"][7:] + ".json", cbytes)
             manifest.append(
-                {"Config": cdesc["digest"][7:] + ".json", "RepoTags": [many.repo(registry, i) + ":v1"], "Layers": [layer_name]}
+                {"Config": cdesc["digest"][7:] + ".json", "RepoTags": [many.repo(registry, i) + ":v1"], "Layers": [base, top]}
             )
         add("manifest.json", json.dumps(manifest).encode())
 
@@ -348,9 +364,35 @@ class Registry:
             self.push_manifest(repo, tag, mdesc.get("mediaType") or manifest.get("mediaType") or MT_MANIFEST, f.read())
         return manifest
 
-    def push_many(self, many, i):
+    def mount_blob(self, repo, digest, from_repo):
+        """Cross-repository mount (one request); False if the registry would not."""
+        st, _, _ = self._req(
+            "POST", "/v2/%s/blobs/uploads/?mount=%s&from=%s" % (repo, urllib.parse.quote(digest), urllib.parse.quote(from_repo))
+        )
+        return st == 201
+
+    def push_many(self, many, i, base_repo=None):
+        """Push image i of `many`. With base_repo (a repo already holding the
+        shared layer), the shared layer is mounted from it instead of uploaded;
+        the image's own blobs are not probed first (they never exist)."""
         cbytes, cdesc, mbytes, mdesc = many.image(i)
+        _, gz, tdesc, _ = many.top(i)
         repo = many.repo("", i).lstrip("/")
-        self.push_blob(repo, many.layer["digest"], many.layer["size"], lambda: io.BytesIO(many.gz))
-        self.push_blob(repo, cdesc["digest"], cdesc["size"], lambda: io.BytesIO(cbytes))
+        if not (base_repo and base_repo != repo and self.mount_blob(repo, many.layer["digest"], base_repo)):
+            self.push_blob(repo, many.layer["digest"], many.layer["size"], lambda: io.BytesIO(many.gz))
+        self.upload(repo, tdesc["digest"], tdesc["size"], gz)
+        self.upload(repo, cdesc["digest"], cdesc["size"], cbytes)
         self.push_manifest(repo, "v1", MT_MANIFEST, mbytes)
+
+    def upload(self, repo, digest, size, data):
+        """Monolithic upload without the existence probe."""
+        st, hdr, body = self._req("POST", "/v2/%s/blobs/uploads/" % repo)
+        if st != 202:
+            raise RuntimeError("POST upload %s: HTTP %d %s" % (repo, st, body[:200]))
+        u = urllib.parse.urlsplit(hdr["Location"])
+        path = u.path + "?" + (u.query + "&" if u.query else "") + "digest=" + urllib.parse.quote(digest)
+        st, _, body = self._req(
+            "PUT", path, body=data, headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        )
+        if st != 201:
+            raise RuntimeError("PUT blob %s %s: HTTP %d %s" % (repo, digest, st, body[:200]))
