@@ -523,7 +523,9 @@ async fn download(
     writers: &Arc<()>,
 ) -> Result<()> {
     let limit = inner.options.progress_timeout;
-    let (tx, mut rx) = mpsc::channel::<Chunk>(16);
+    // A short queue between the network and the disk writer: enough to keep
+    // both busy, and memory stays small with several downloads at once.
+    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
     let inner2 = inner.clone();
     let (digest, size) = (d.digest.clone(), d.size);
     let alive = writers.clone();
