@@ -525,7 +525,7 @@ async fn download(
     let limit = inner.options.progress_timeout;
     // A short queue between the network and the disk writer: enough to keep
     // both busy, and memory stays small with several downloads at once.
-    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(1);
     let inner2 = inner.clone();
     let (digest, size) = (d.digest.clone(), d.size);
     let alive = writers.clone();

@@ -69,10 +69,12 @@ pub(crate) fn unpack(blob: &Path, diff_id: &str, dest: &Path, max_bytes: u64, st
         ),
         _ => Box::new(input),
     };
-    let mut counted = Counted { inner: stream, hasher: Sha256::new(), bytes: 0, limit: max_bytes };
+    let mut counted = Counted { inner: stream, hasher: HashThread::start(), bytes: 0, limit: max_bytes };
     let mut writer = Writer::new(dest, privileged());
     let result = (|| {
-        let mut archive = tar::Archive::new(&mut counted);
+        // tar reads 512-byte headers and 8 KiB pieces of files: serve those
+        // from a buffer so the decoder and the hasher see large reads.
+        let mut archive = tar::Archive::new(BufReader::with_capacity(HASH_BATCH, &mut counted));
         let entries = archive.entries().map_err(|e| bad_stream(&what, e))?;
         for entry in entries {
             if stop.load(Ordering::Relaxed) {
@@ -93,7 +95,7 @@ pub(crate) fn unpack(blob: &Path, diff_id: &str, dest: &Path, max_bytes: u64, st
     if let Some(e) = counted.over_limit(&what) {
         return Err(e);
     }
-    let actual = format!("sha256:{}", hex::encode(std::mem::take(&mut counted.hasher).finalize()));
+    let actual = format!("sha256:{}", hex::encode(counted.hasher.finish()?));
     if actual != diff_id {
         return Err(Error::integrity(format!(
             "{what}: the uncompressed layer has digest {actual}, but the image config says {diff_id}"
@@ -109,10 +111,10 @@ fn bad_stream(what: &str, e: io::Error) -> Error {
     }
 }
 
-/// Counts and hashes what the tar reader consumes, and stops at the limit.
+/// Counts and hashes what the decoder produces, and stops at the limit.
 struct Counted<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: HashThread,
     bytes: u64,
     limit: u64,
 }
@@ -134,9 +136,73 @@ impl<R: Read> Read for Counted<R> {
             return Err(io::Error::other("uncompressed size limit exceeded"));
         }
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.update(&buf[..n])?;
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// Bytes handed to the hashing thread at a time.
+const HASH_BATCH: usize = 128 << 10;
+
+/// SHA-256 on a thread of its own: hashing the uncompressed stream costs
+/// about a third of what decompressing it does, and the unpacking thread,
+/// which decompresses and creates files, is what a pull waits for.
+struct HashThread {
+    batch: Vec<u8>,
+    full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    empty: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<[u8; 32]>>,
+}
+
+impl HashThread {
+    fn start() -> HashThread {
+        // Two batches queued at most: memory stays at a few of them.
+        let (full, todo) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (give_back, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        let thread = std::thread::Builder::new()
+            .name("imgsvc-diffid".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                for mut batch in todo {
+                    hasher.update(&batch);
+                    batch.clear();
+                    let _ = give_back.try_send(batch);
+                }
+                hasher.finalize().into()
+            })
+            .ok();
+        HashThread { batch: Vec::with_capacity(HASH_BATCH), full: Some(full), empty, thread }
+    }
+
+    fn update(&mut self, data: &[u8]) -> io::Result<()> {
+        self.batch.extend_from_slice(data);
+        if self.batch.len() >= HASH_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = self.empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(HASH_BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
+        match &self.full {
+            Some(full) if self.thread.is_some() => {
+                full.send(batch).map_err(|_| io::Error::other("the hashing thread stopped"))
+            }
+            _ => Err(io::Error::other("could not start the hashing thread")),
+        }
+    }
+
+    fn finish(&mut self) -> Result<[u8; 32]> {
+        let sent = if self.batch.is_empty() { Ok(()) } else { self.send() };
+        self.full = None; // the thread's loop ends when the queue closes
+        let thread = self.thread.take();
+        sent.map_err(|e| Error::internal(format!("hashing the layer: {e}")))?;
+        thread
+            .ok_or_else(|| Error::internal("could not start the hashing thread"))?
+            .join()
+            .map_err(|_| Error::internal("the hashing thread panicked"))
     }
 }
 
