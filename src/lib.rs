@@ -11,7 +11,7 @@
 //! disk (blobs and the index), `unpack` turns a layer blob into files,
 //! `layers` keeps the unpacked layers, `export` merges them into a root
 //! filesystem, `catalog` turns the layout's index into CRI images, `service`
-//! applies CRI semantics.
+//! applies CRI semantics, `writeback` starts flushing big writes early.
 
 #![deny(unsafe_code)]
 
@@ -34,6 +34,7 @@ mod service;
 mod store;
 mod types;
 mod unpack;
+mod writeback;
 
 pub use blocking::BlockingService;
 pub use error::{Error, ErrorKind, Result};

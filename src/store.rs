@@ -151,7 +151,14 @@ impl Store {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(format!("creating ingest file for {digest}"), e))?;
-        Ok(Ingest { file: Some(file), path, hasher: Sha256::new(), written: 0, digest: digest.to_string() })
+        Ok(Ingest {
+            file: Some(file),
+            path,
+            hasher: Sha256::new(),
+            written: 0,
+            digest: digest.to_string(),
+            writeback: Default::default(),
+        })
     }
 
     /// Take the per-blob download lock without blocking; `None` if another
@@ -403,6 +410,7 @@ pub(crate) struct Ingest {
     hasher: Sha256,
     written: u64,
     digest: String,
+    writeback: crate::writeback::Progress,
 }
 
 impl Ingest {
@@ -410,7 +418,9 @@ impl Ingest {
         self.hasher.update(chunk);
         self.written += chunk.len() as u64;
         let file = self.file.as_mut().ok_or_else(|| Error::internal("ingest already closed"))?;
-        file.write_all(chunk).map_err(|e| Error::io(format!("writing blob {}", self.digest), e))
+        file.write_all(chunk).map_err(|e| Error::io(format!("writing blob {}", self.digest), e))?;
+        self.writeback.wrote(file, chunk.len());
+        Ok(())
     }
 
     pub fn written(&self) -> u64 {
@@ -425,6 +435,7 @@ impl Ingest {
         file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io("rewinding ingest file", e))?;
         self.hasher = Sha256::new();
         self.written = 0;
+        self.writeback = Default::default();
         Ok(())
     }
 
