@@ -1298,6 +1298,9 @@ def main():
     try:
         b.setup()
         b.prepare_images()
+        # The registry has just written every image: flush that now, or the
+        # first round's runs pay for it.
+        os.sync()
         if "pull" in sections:
             b.bench_pull()
         if "conc" in sections:
