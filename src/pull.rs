@@ -113,10 +113,9 @@ pub(crate) async fn pull(
                 let (events, result) = (job.events.subscribe(), job.result.subscribe());
                 let (inner2, job2, auth2) = (inner.clone(), job.clone(), auth.cloned());
                 tokio::spawn(async move {
-                    let result = tokio::select! {
-                        _ = job2.cancel.cancelled() => Err(Error::cancelled()),
-                        r = run(&inner2, reference, auth2, &job2) => r,
-                    };
+                    // Cancellation is handled inside, stage by stage, so that
+                    // a cancelled pull still takes back what it fetched.
+                    let result = run(&inner2, reference, auth2, &job2).await;
                     if let Err(e) = &result {
                         tracing::debug!(image = %key.reference, error = %e, "pull failed");
                     }
@@ -179,6 +178,15 @@ pub(crate) async fn pull(
     }
 }
 
+/// `fut` unless the job is cancelled first.
+async fn unless_cancelled<T>(job: &Job, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        biased;
+        _ = job.cancel.cancelled() => Err(Error::cancelled()),
+        r = fut => r,
+    }
+}
+
 /// `fut` unless the configured no-progress time passes first.
 async fn in_time<T>(
     limit: Duration,
@@ -200,6 +208,7 @@ async fn run(inner: &Arc<Inner>, reference: Reference, auth: Option<Auth>, job: 
     for candidate in inner.registries.candidates(&reference)? {
         match pull_one(inner, candidate, auth.as_ref(), job).await {
             Ok(id) => return Ok(id),
+            Err(e) if job.cancel.is_cancelled() => return Err(e),
             Err(e) => {
                 tracing::debug!(image = %reference, error = %e, "candidate failed");
                 last = Some(e);
@@ -248,7 +257,7 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
             let _ = job.events.send(ev);
         }
     };
-    let (repo, top_body, top_digest) = resolve(inner, &reference, auth).await?;
+    let (repo, top_body, top_digest) = unless_cancelled(job, resolve(inner, &reference, auth)).await?;
     let what = reference.to_string();
     let (index, manifest_body, manifest_digest, doc) = match manifest::parse_document(&top_body, None, &what)? {
         Document::Index { index, .. } => {
@@ -273,8 +282,11 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
                 ))
             })?;
             let entry = entry.clone();
-            let (body, digest) =
-                in_time(limit, || format!("fetching {what}"), repo.manifest(Some(&entry.digest))).await?;
+            let (body, digest) = unless_cancelled(
+                job,
+                in_time(limit, || format!("fetching {what}"), repo.manifest(Some(&entry.digest))),
+            )
+            .await?;
             let doc = manifest::parse_document(&body, None, &what)?;
             (Some((top_body, top_digest, entry)), body, digest, doc)
         }
@@ -315,10 +327,13 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
     let mut rounds = 0;
     loop {
         let writers = Arc::new(());
-        let mut fetched = Vec::new();
+        let fetched = Mutex::new(Vec::new());
         let mut unpacked = Vec::new();
-        let outcome =
-            fetch_and_unpack(inner, &repo, &manifest, &what, &emit, &writers, &mut fetched, &mut unpacked).await;
+        let outcome = unless_cancelled(
+            job,
+            fetch_and_unpack(inner, &repo, &manifest, &what, &emit, &writers, &fetched, &mut unpacked),
+        )
+        .await;
         let (config, chains, _layer_lease) = match outcome {
             Ok(Some(x)) => x,
             Ok(None) if rounds < 3 => {
@@ -334,6 +349,7 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
                 }
                 // A failed pull leaves the store as it was: drop what it alone fetched.
                 drop(lease);
+                let fetched = fetched.into_inner().unwrap_or_else(|e| e.into_inner());
                 let inner2 = inner.clone();
                 let _ = tokio::task::spawn_blocking(move || inner2.discard_unreferenced(&fetched, &unpacked)).await;
                 return Err(e);
@@ -380,7 +396,8 @@ async fn pull_one(inner: &Arc<Inner>, reference: Reference, auth: Option<&Auth>,
 /// Fetch the config, then every layer in parallel, each unpacked as soon as
 /// it is in the store (when unpacking is on) while the others download.
 /// `Ok(None)` means the config vanished (a racing remove) and the caller
-/// should try again. `fetched` collects the blobs this call downloaded and
+/// should try again. `fetched` collects the blobs this call downloaded (as
+/// each lands, so a cancelled call leaves the full list) and
 /// `unpacked` the image's layer ids, so a failed pull can take back what no
 /// other image uses.
 #[allow(clippy::too_many_arguments)]
@@ -391,11 +408,12 @@ async fn fetch_and_unpack(
     what: &str,
     emit: &(impl Fn(Progress) + Sync),
     writers: &Arc<()>,
-    fetched: &mut Vec<String>,
+    fetched: &Mutex<Vec<String>>,
     unpacked: &mut Vec<String>,
 ) -> Result<Option<(ImageConfig, Vec<String>, Option<crate::store::Lease>)>> {
     let store = &inner.store;
-    fetched.extend(fetch_blob(inner, repo, &manifest.config, emit, writers).await?);
+    let record = |got: Option<String>| fetched.lock().unwrap_or_else(|e| e.into_inner()).extend(got);
+    record(fetch_blob(inner, repo, &manifest.config, emit, writers).await?);
     let config_bytes = match store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX) {
         Err(_) if !store.has_blob(&manifest.config.digest, manifest.config.size) => return Ok(None),
         r => r?,
@@ -419,26 +437,20 @@ async fn fetch_and_unpack(
         .map(|(i, d)| {
             let layer = chains.get(i).zip(diff_ids.get(i));
             async move {
-                // A blob fetched for a layer that then fails to unpack is
-                // still ours to take back.
-                let got = fetch_blob(inner, repo, d, emit, writers).await.map_err(|e| (e, None))?;
+                // Recorded at once: a blob fetched for a layer whose unpacking
+                // then fails or is stopped is still ours to take back.
+                record(fetch_blob(inner, repo, d, emit, writers).await?);
                 if let Some((chain, diff_id)) = layer {
-                    unpack_layer(inner, chain, diff_id, d, writers).await.map_err(|e| (e, got.clone()))?;
+                    unpack_layer(inner, chain, diff_id, d, writers).await?;
                 }
-                Ok::<_, (Error, Option<String>)>(got)
+                Ok::<_, Error>(())
             }
         })
         .collect();
     let mut running = futures_util::stream::iter(work).buffer_unordered(parallel);
     while let Some(r) = running.next().await {
         // An error returns at once; dropping the stream stops the other work.
-        match r {
-            Ok(got) => fetched.extend(got),
-            Err((e, got)) => {
-                fetched.extend(got);
-                return Err(e);
-            }
-        }
+        r?;
     }
     drop(running);
     Ok(Some((config, chains, lease)))

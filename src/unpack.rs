@@ -50,7 +50,7 @@ pub(crate) fn privileged() -> bool {
 }
 
 /// Unpack `blob` into the empty directory `dest`, checking the uncompressed
-/// stream against `diff_id`. `stop` is polled between entries.
+/// stream against `diff_id`. `stop` is polled on every read of the stream.
 pub(crate) fn unpack(blob: &Path, diff_id: &str, dest: &Path, max_bytes: u64, stop: &AtomicBool) -> Result<Unpacked> {
     let what = format!("layer {diff_id}");
     let file = File::open(blob).map_err(|e| Error::io(format!("opening the blob of {what}"), e))?;
@@ -69,7 +69,7 @@ pub(crate) fn unpack(blob: &Path, diff_id: &str, dest: &Path, max_bytes: u64, st
         ),
         _ => Box::new(input),
     };
-    let mut counted = Counted { inner: stream, hasher: HashThread::start(), bytes: 0, limit: max_bytes };
+    let mut counted = Counted { inner: stream, hasher: HashThread::start(), bytes: 0, limit: max_bytes, stop };
     let mut writer = Writer::new(dest, privileged());
     let result = (|| {
         // tar reads 512-byte headers and 8 KiB pieces of files: serve those
@@ -87,14 +87,15 @@ pub(crate) fn unpack(blob: &Path, diff_id: &str, dest: &Path, max_bytes: u64, st
         Ok(())
     })();
     if let Err(e) = result {
-        // A tar error may really be the size limit or a decoder failure.
-        return Err(counted.over_limit(&what).unwrap_or(e));
+        // A tar error may really be a stop, the size limit or a decoder failure.
+        return Err(counted.why_stopped(&what).unwrap_or(e));
     }
     // The diff_id covers the whole stream, padding after the end marker included.
-    io::copy(&mut counted, &mut io::sink()).map_err(|e| bad_stream(&what, e))?;
-    if let Some(e) = counted.over_limit(&what) {
+    let drained = io::copy(&mut counted, &mut io::sink());
+    if let Some(e) = counted.why_stopped(&what) {
         return Err(e);
     }
+    drained.map_err(|e| bad_stream(&what, e))?;
     let actual = format!("sha256:{}", hex::encode(counted.hasher.finish()?));
     if actual != diff_id {
         return Err(Error::integrity(format!(
@@ -112,15 +113,21 @@ fn bad_stream(what: &str, e: io::Error) -> Error {
 }
 
 /// Counts and hashes what the decoder produces, and stops at the limit.
-struct Counted<R> {
+struct Counted<'a, R> {
     inner: R,
     hasher: HashThread,
     bytes: u64,
     limit: u64,
+    /// Polled on every read, so a stop takes effect inside a big file too.
+    stop: &'a AtomicBool,
 }
 
-impl<R> Counted<R> {
-    fn over_limit(&self, what: &str) -> Option<Error> {
+impl<R> Counted<'_, R> {
+    /// The error to report when reading ended because of a stop or the limit.
+    fn why_stopped(&self, what: &str) -> Option<Error> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Some(Error::cancelled());
+        }
         (self.bytes > self.limit).then(|| {
             Error::integrity(format!(
                 "{what}: uncompresses to more than the limit of {} bytes (a decompression bomb?)",
@@ -130,8 +137,11 @@ impl<R> Counted<R> {
     }
 }
 
-impl<R: Read> Read for Counted<R> {
+impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("unpacking stopped"));
+        }
         if self.bytes > self.limit {
             return Err(io::Error::other("uncompressed size limit exceeded"));
         }

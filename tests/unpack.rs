@@ -419,6 +419,18 @@ fn bombs_wrong_diff_ids_and_multi_member_gzip() {
     let svc = open(root.path());
     svc.pull(&reference, None, None).unwrap();
 
+    // One byte over, crossed in the end-of-archive padding: still named as the limit.
+    let (just, just_id) = RawTar::new().file("f", &vec![7u8; 200 << 10]).finish();
+    let limit = just.len() as u64 - 1;
+    let reference = push_image(&format!("test/just-over-{tag}"), &[(gzip(&just), just_id)]);
+    let other = temp_root();
+    let tight = open_with(other.path(), |o| o.max_layer_bytes = limit);
+    let err = tight.pull(&reference, None, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains(&format!("limit of {limit} bytes")), "{err}");
+    let exact = open_with(other.path(), |o| o.max_layer_bytes = limit + 1);
+    exact.pull(&reference, None, None).unwrap();
+
     // The config's diff_id must match the uncompressed stream.
     let (tar, _) = RawTar::new().file("a.txt", b"a").finish();
     let lie = format!("sha256:{}", "0".repeat(64));
@@ -446,4 +458,63 @@ fn bombs_wrong_diff_ids_and_multi_member_gzip() {
 
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+}
+
+fn blob_names(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits (a pull's cleanup may still be running after its caller was told it
+/// was cancelled) until the store looks as it did, or says how it differs.
+fn wait_until_as_before(svc: &imgsvc::BlockingService, root: &Path, blobs: &[String], layers: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = (blob_names(root), layer_count(root), svc.fsck(false).unwrap());
+        if (now.0 == blobs && now.1 == layers && now.2.is_clean()) || std::time::Instant::now() > deadline {
+            assert_eq!(now.0, blobs, "blobs left behind");
+            assert_eq!(now.1, layers, "layers left behind");
+            assert!(now.2.is_clean(), "{:?}", now.2);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn failed_and_cancelled_pulls_take_back_what_they_fetched() {
+    let tag = format!("{}-{}", std::process::id(), rand_suffix());
+    // 256 MiB of zeros: downloaded in a moment, unpacked in a while; a tiny
+    // layer beside it fails (a lying diff_id) or is waited for (cancel).
+    let (big, big_id) = RawTar::new().file("zeros", &vec![0u8; 256 << 20]).finish();
+    let big = gzip(&big);
+    let (small, small_id) = RawTar::new().file("a.txt", b"a").finish();
+    let lie = format!("sha256:{}", "0".repeat(64));
+    let failing = push_image(&format!("test/fails-late-{tag}"), &[(big.clone(), big_id.clone()), (gzip(&small), lie)]);
+    let good = push_image(&format!("test/cancelled-{tag}"), &[(big, big_id), (gzip(&small), small_id)]);
+
+    let root = temp_root();
+    let svc = open(root.path());
+    let keep = svc.pull(&fixture("small:a"), None, None).unwrap();
+    let (blobs, layers) = (blob_names(root.path()), layer_count(root.path()));
+
+    // The failure comes while the big layer, already fetched, is unpacking.
+    let err = svc.pull(&failing, None, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    wait_until_as_before(&svc, root.path(), &blobs, layers);
+
+    // Cancelled by the caller once the big blob is in: its unpacking stops
+    // (inside the one big file) and both blobs go.
+    let mut cb = |ev: &imgsvc::Progress| !matches!(ev, imgsvc::Progress::LayerDone { size, .. } if *size > 4096);
+    let err = svc.pull(&good, None, Some(&mut cb)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    wait_until_as_before(&svc, root.path(), &blobs, layers);
+    assert!(svc.status(&keep, false).unwrap().is_some());
+    // And the same image pulls whole afterwards.
+    svc.pull(&good, None, None).unwrap();
+    assert!(svc.fsck(false).unwrap().is_clean());
 }
