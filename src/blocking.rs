@@ -41,6 +41,13 @@ impl BlockingService {
         })
     }
 
+    /// Cancel the pulls still running (those whose callers all gave up are
+    /// still cleaning up) and wait for them, for at most 30 s. Dropping the
+    /// service does this too.
+    pub fn stop_pulls(&self) {
+        self.run(self.service.stop_pulls(std::time::Duration::from_secs(30)))
+    }
+
     /// The async service inside, for callers that also have a runtime.
     pub fn service(&self) -> &Service {
         &self.service
@@ -104,5 +111,13 @@ impl BlockingService {
 
     pub fn options(&self) -> &Options {
         self.service.options()
+    }
+}
+
+impl Drop for BlockingService {
+    fn drop(&mut self) {
+        // Without this, ending the runtime would stop a cancelled pull in the
+        // middle of taking back its blobs and layers.
+        self.stop_pulls();
     }
 }

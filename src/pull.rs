@@ -57,6 +57,27 @@ pub(crate) struct Job {
 
 pub(crate) type Jobs = Mutex<std::collections::HashMap<PullKey, Arc<Job>>>;
 
+/// Cancel every pull in flight and wait, at most `limit`, until each has
+/// ended: a pull whose callers have all gone is still taking back what it
+/// fetched, and ending the runtime under it would leave that in the store.
+pub(crate) async fn stop_all(jobs: &Jobs, limit: Duration) {
+    let running: Vec<Arc<Job>> = jobs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+    for job in &running {
+        job.cancel.cancel();
+    }
+    let _ = tokio::time::timeout(limit, async {
+        for job in running {
+            let mut result = job.result.subscribe();
+            while result.borrow_and_update().is_none() {
+                if result.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// Drops its claim on a job; the last waiter to leave cancels it.
 struct Waiter(Arc<Job>);
 
@@ -412,8 +433,7 @@ async fn fetch_and_unpack(
     unpacked: &mut Vec<String>,
 ) -> Result<Option<(ImageConfig, Vec<String>, Option<crate::store::Lease>)>> {
     let store = &inner.store;
-    let record = |got: Option<String>| fetched.lock().unwrap_or_else(|e| e.into_inner()).extend(got);
-    record(fetch_blob(inner, repo, &manifest.config, emit, writers).await?);
+    fetch_blob(inner, repo, &manifest.config, emit, writers, fetched).await?;
     let config_bytes = match store.read_blob(&manifest.config.digest, manifest::CONFIG_MAX) {
         Err(_) if !store.has_blob(&manifest.config.digest, manifest.config.size) => return Ok(None),
         r => r?,
@@ -437,9 +457,7 @@ async fn fetch_and_unpack(
         .map(|(i, d)| {
             let layer = chains.get(i).zip(diff_ids.get(i));
             async move {
-                // Recorded at once: a blob fetched for a layer whose unpacking
-                // then fails or is stopped is still ours to take back.
-                record(fetch_blob(inner, repo, d, emit, writers).await?);
+                fetch_blob(inner, repo, d, emit, writers, fetched).await?;
                 if let Some((chain, diff_id)) = layer {
                     unpack_layer(inner, chain, diff_id, d, writers).await?;
                 }
@@ -483,27 +501,31 @@ async fn unpack_layer(inner: &Arc<Inner>, chain: &str, diff_id: &str, d: &Descri
     .map_err(|e| Error::internal(format!("unpack task failed: {e}")))?
 }
 
-/// Make sure one blob is in the store; `Some(digest)` when this call downloaded it.
+/// Make sure one blob is in the store. A blob this call sets out to download
+/// goes into `fetched` first: if the call is then dropped, the writer may
+/// still finish it, and the pull's cleanup must know it is ours to take back.
 async fn fetch_blob(
     inner: &Arc<Inner>,
     repo: &Repo,
     d: &Descriptor,
     emit: &(impl Fn(Progress) + Sync),
     writers: &Arc<()>,
-) -> Result<Option<String>> {
+    fetched: &Mutex<Vec<String>>,
+) -> Result<()> {
     let store = &inner.store;
     loop {
         if store.has_blob(&d.digest, d.size) {
             emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
-            return Ok(None);
+            return Ok(());
         }
         // One fetcher per blob, in any process; the others wait and then skip it.
         match store.try_lock_blob(&d.digest)? {
             Some(lock) => {
                 if store.has_blob(&d.digest, d.size) {
                     emit(Progress::LayerSkipped { digest: d.digest.clone(), size: d.size });
-                    return Ok(None);
+                    return Ok(());
                 }
+                fetched.lock().unwrap_or_else(|e| e.into_inner()).push(d.digest.clone());
                 emit(Progress::LayerStarted { digest: d.digest.clone(), size: d.size });
                 let downloaded = download(inner, repo, d, emit, writers).await;
                 // Waiters re-check the blob after they get the lock, so the
@@ -511,7 +533,7 @@ async fn fetch_blob(
                 store.unlock_blob(&d.digest, lock);
                 downloaded?;
                 emit(Progress::LayerDone { digest: d.digest.clone(), size: d.size });
-                return Ok(Some(d.digest.clone()));
+                return Ok(());
             }
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }

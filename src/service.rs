@@ -75,6 +75,12 @@ impl Service {
         Ok(Service { inner: Arc::new(inner) })
     }
 
+    /// Cancel every pull in flight and wait, at most `limit`, until each has
+    /// ended, having taken back what it fetched. For shutting down.
+    pub async fn stop_pulls(&self, limit: std::time::Duration) {
+        crate::pull::stop_all(&self.inner.jobs, limit).await
+    }
+
     /// The options this service was opened with.
     pub fn options(&self) -> &Options {
         &self.inner.options

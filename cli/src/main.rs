@@ -168,8 +168,16 @@ fn run(cli: Cli) -> imgsvc::Result<ExitCode> {
                 display.event(p);
                 true
             };
-            let result = svc.pull(reference, None, Some(&mut cb));
+            let cancel = imgsvc::CancelToken::new();
+            let signalled = cancel_on_signal(&cancel);
+            let result = svc.pull_cancellable(reference, None, Some(&mut cb), &cancel);
             display.finish();
+            if let Some(code) = signalled.get() {
+                // Dropping the service waits for the pull to take back what it fetched.
+                drop(svc);
+                eprintln!("imgsvc: pull cancelled by a signal; the store is as it was");
+                return Ok(ExitCode::from(*code));
+            }
             outln!("{}", result?);
         }
         Command::Images { filter, json, quiet } => {
@@ -450,4 +458,28 @@ mod tests {
         assert_eq!(super::human_size(1_500), "1.5kB");
         assert_eq!(super::human_size(12_340_000), "12.3MB");
     }
+}
+
+/// SIGINT or SIGTERM during a pull cancels it, so that it takes back what it
+/// fetched before we exit (with 128 + the signal's number, as shells expect);
+/// a second signal exits at once. Returns where the exit code will be set.
+fn cancel_on_signal(cancel: &imgsvc::CancelToken) -> std::sync::Arc<std::sync::OnceLock<u8>> {
+    let code = std::sync::Arc::new(std::sync::OnceLock::new());
+    let (cancel, code2) = (cancel.clone(), code.clone());
+    let watch = move || -> Option<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().ok()?;
+        rt.block_on(async {
+            let mut int = signal(SignalKind::interrupt()).ok()?;
+            let mut term = signal(SignalKind::terminate()).ok()?;
+            let first = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
+            let _ = code2.set(first);
+            cancel.cancel();
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            std::process::exit(first.into())
+        })
+    };
+    // Without the thread a signal simply ends the process, as before.
+    let _ = std::thread::Builder::new().name("imgsvc-signals".into()).spawn(watch);
+    code
 }

@@ -71,3 +71,39 @@ fn pulling_a_1gib_layer_stays_under_100mib_rss() {
     eprintln!("peak RSS pulling a {layer}-byte layer: {} MiB", kib / 1024);
     assert!(kib < 100 * 1024, "peak RSS {kib} KiB");
 }
+
+#[test]
+fn a_signal_cancels_a_pull_and_the_store_stays_as_it_was() {
+    use std::io::BufRead;
+    let root = temp_root();
+    let keep = imgsvc(root.path()).arg("pull").arg(fixture("small:a")).output().unwrap();
+    assert!(keep.status.success());
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let name =
+            private_copy("debian:v1", &format!("test/signal-{}-{}:v1", signal[1..].to_lowercase(), std::process::id()));
+        let mut child = imgsvc(root.path()).arg("pull").arg(&name).stderr(Stdio::piped()).spawn().unwrap();
+        // Signal once the big layer is in and being unpacked.
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = vec![];
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push(line.clone());
+            if line.contains("\"layer_done\"") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if v["size"].as_u64().unwrap_or(0) > 1 << 20 {
+                    let pid = child.id().to_string();
+                    assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+                    break;
+                }
+            }
+        }
+        let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {seen:?} {rest:?}");
+        assert!(rest.last().is_some_and(|l| l.contains("cancelled")), "{rest:?}");
+        let fsck = imgsvc(root.path()).arg("fsck").output().unwrap();
+        assert!(fsck.status.success(), "{signal}: {}", String::from_utf8_lossy(&fsck.stdout));
+        let images = imgsvc(root.path()).args(["images", "-q"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&images.stdout).lines().count(), 1, "{signal}");
+    }
+}

@@ -271,7 +271,7 @@ impl StallProxy {
 }
 
 /// After a pull was abandoned: let bytes flow again and check nobody reads them.
-async fn assert_pull_stopped(proxy: &StallProxy, images: &mut Images, image: &str) {
+async fn assert_pull_stopped(d: &Daemon, proxy: &StallProxy, images: &mut Images, image: &str) {
     let before = proxy.delivered.load(Ordering::SeqCst);
     proxy.release();
     tokio::time::sleep(Duration::from_millis(3000)).await;
@@ -282,6 +282,11 @@ async fn assert_pull_stopped(proxy: &StallProxy, images: &mut Images, image: &st
     // machine.
     assert!(after - before < 16 << 20, "the pull kept downloading after it was abandoned: {} bytes", after - before);
     assert!(status(images, image).await.is_none(), "an abandoned pull must not record the image");
+    // And it took back what it had fetched (the config, the small layers).
+    let blobs = common::files_under(&d.root.join("blobs"));
+    assert!(blobs.is_empty(), "an abandoned pull left blobs: {blobs:?}");
+    let layers = common::files_under(&d.root.join("layers"));
+    assert!(layers.iter().all(|p| p.extension().is_some_and(|e| e == "lock")), "and layers: {layers:?}");
 }
 
 fn is_cut_short(code: Code) -> bool {
@@ -514,7 +519,7 @@ async fn deadline_ends_the_call_and_the_pull() {
             .any(|l| l.contains("method=\"PullImage\"") && (l.contains("DeadlineExceeded") || l.contains("abandoned")))
     })
     .await;
-    assert_pull_stopped(&proxy, &mut c, &image).await;
+    assert_pull_stopped(&d, &proxy, &mut c, &image).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -535,7 +540,7 @@ async fn client_disconnect_ends_the_pull() {
     })
     .await;
     let mut c = d.images().await;
-    assert_pull_stopped(&proxy, &mut c, &image).await;
+    assert_pull_stopped(&d, &proxy, &mut c, &image).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -70,8 +70,8 @@ pub fn run(svc: BlockingService, args: &ServeArgs) -> imgsvc::Result<ExitCode> {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("starting the runtime: {e}")))?;
     let grace = Duration::from_secs(args.grace_period);
     let result = runtime.block_on(serve(options, path, args.socket_mode, grace));
-    // In-flight calls cancelled at the end of the grace period may leave
-    // tasks behind (a pull job finishing its cleanup); do not wait for them.
+    // Pulls were stopped and waited for in `serve`; anything still left
+    // (a cleanup past its 10 s) is not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -98,6 +98,7 @@ async fn serve(options: imgsvc::Options, path: PathBuf, mode: u32, grace: Durati
     let cancel_calls = CancellationToken::new();
     tokio::spawn(on_signals(stop_accepting.clone(), cancel_calls.clone(), grace));
 
+    let pulls = service.clone();
     let server = tonic::transport::Server::builder()
         .add_service(cri::image_service(service, cancel_calls.clone()))
         .add_service(cri::runtime_service())
@@ -116,6 +117,8 @@ async fn serve(options: imgsvc::Options, path: PathBuf, mode: u32, grace: Durati
         }
     };
     drop(socket); // removes the socket if it is still ours
+                  // Cancelled pulls take back what they fetched before we exit.
+    pulls.stop_pulls(Duration::from_secs(10)).await;
     tracing::info!("imgsvc stopped");
     result
 }
