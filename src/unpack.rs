@@ -69,7 +69,8 @@ pub(crate) fn unpack(blob: &Path, diff_id: &str, dest: &Path, max_bytes: u64, st
         ),
         _ => Box::new(input),
     };
-    let mut counted = Counted { inner: stream, hasher: HashThread::start(), bytes: 0, limit: max_bytes, stop };
+    let mut counted =
+        Counted { inner: stream, hasher: HashThread::start(), bytes: 0, limit: max_bytes, stop, broken: None };
     let mut writer = Writer::new(dest, privileged());
     let result = (|| {
         // tar reads 512-byte headers and 8 KiB pieces of files: serve those
@@ -120,13 +121,20 @@ struct Counted<'a, R> {
     limit: u64,
     /// Polled on every read, so a stop takes effect inside a big file too.
     stop: &'a AtomicBool,
+    /// Why the decoder failed (a truncated or corrupt stream), which the tar
+    /// reader would otherwise report as if an entry were to blame.
+    broken: Option<String>,
 }
 
 impl<R> Counted<'_, R> {
-    /// The error to report when reading ended because of a stop or the limit.
+    /// The error to report when reading ended because of a stop, the limit
+    /// or a broken stream.
     fn why_stopped(&self, what: &str) -> Option<Error> {
         if self.stop.load(Ordering::Relaxed) {
             return Some(Error::cancelled());
+        }
+        if let Some(why) = &self.broken {
+            return Some(Error::integrity(format!("{what}: the layer stream is truncated or corrupt: {why}")));
         }
         (self.bytes > self.limit).then(|| {
             Error::integrity(format!(
@@ -145,7 +153,7 @@ impl<R: Read> Read for Counted<'_, R> {
         if self.bytes > self.limit {
             return Err(io::Error::other("uncompressed size limit exceeded"));
         }
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| self.broken = Some(e.to_string()))?;
         self.hasher.update(&buf[..n])?;
         self.bytes += n as u64;
         Ok(n)

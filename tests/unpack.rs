@@ -439,6 +439,14 @@ fn bombs_wrong_diff_ids_and_multi_member_gzip() {
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     assert!(err.message().contains("diff_id") || err.message().contains("config says"), "{err}");
 
+    // A gzip stream cut in half is named as such, not blamed on an entry.
+    let (tar, diff_id) = RawTar::new().file("a/file", &vec![b'x'; 64 << 10]).file("b", b"b").finish();
+    let whole = gzip(&tar);
+    let reference = push_image(&format!("test/truncated-{tag}"), &[(whole[..whole.len() / 2].to_vec(), diff_id)]);
+    let err = svc.pull(&reference, None, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("truncated or corrupt"), "{err}");
+
     // Two gzip members are one layer; an uncompressed layer above it.
     let (tar, diff_id) = RawTar::new().file("one.txt", b"first member").file("two.txt", b"second member").finish();
     let cut = 1024; // after the first entry

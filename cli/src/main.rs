@@ -72,11 +72,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pull an image and print its id
-    Pull { reference: String },
+    Pull {
+        /// Image reference (registry/repository:tag or @sha256:digest; short names go through registries.conf)
+        reference: String,
+    },
     /// List images
     Images {
         /// Only the image this name, digest or id names
         filter: Option<String>,
+        /// Print CRI JSON, as `crictl images -o json` does
         #[arg(long)]
         json: bool,
         /// Print only image ids
@@ -85,7 +89,9 @@ enum Command {
     },
     /// Show one image, with its config
     Inspect {
+        /// Image name, digest or id
         reference: String,
+        /// Print CRI JSON, as `crictl inspecti -o json` does
         #[arg(long)]
         json: bool,
     },
@@ -110,6 +116,7 @@ enum Command {
     Mount { reference: String, dir: PathBuf },
     /// Show the store's filesystem usage
     Fsinfo {
+        /// Print CRI JSON, as `crictl imagefsinfo -o json` does
         #[arg(long)]
         json: bool,
     },
