@@ -1250,9 +1250,9 @@ def main():
     ap = argparse.ArgumentParser(description="imgsvc against skopeo, podman and containerd (see docs/benchmarks.md)")
     ap.add_argument("--smoke", action="store_true", help="one short round with small sizes; report to a temp dir")
     ap.add_argument("--out", help="report directory (default: docs/, or a new temp dir with --smoke)")
-    ap.add_argument("--imgsvc", required=True)
-    ap.add_argument("--inproc", required=True, help="the benches/inproc.rs test binary")
-    ap.add_argument("--criclient", required=True)
+    ap.add_argument("--imgsvc", required=True, help="the imgsvc binary (scripts/bench passes it)")
+    ap.add_argument("--inproc", required=True, help="the benches/inproc.rs test binary (scripts/bench passes it)")
+    ap.add_argument("--criclient", required=True, help="tools/bench/criclient, built (scripts/bench passes it)")
     ap.add_argument("--cache", default=os.environ.get("IMGSVC_BENCH_CACHE", "/var/tmp/imgsvc-bench"),
                     help="where generated images are cached")
     ap.add_argument("--sections", default="pull,conc,store", help="which parts to run (pull,conc,store)")
