@@ -410,7 +410,7 @@ pub(crate) struct Ingest {
     hasher: Sha256,
     written: u64,
     digest: String,
-    writeback: crate::writeback::Progress,
+    writeback: crate::writeback::Hints,
 }
 
 impl Ingest {
@@ -419,7 +419,7 @@ impl Ingest {
         self.written += chunk.len() as u64;
         let file = self.file.as_mut().ok_or_else(|| Error::internal("ingest already closed"))?;
         file.write_all(chunk).map_err(|e| Error::io(format!("writing blob {}", self.digest), e))?;
-        self.writeback.wrote(file, chunk.len());
+        self.writeback.wrote(file, self.written);
         Ok(())
     }
 

@@ -385,14 +385,14 @@ impl<'a> Writer<'a> {
                     .mode(0o600)
                     .open(&full)
                     .map_err(io_err(|| format!("creating {rel:?}")))?;
-                let mut out = crate::writeback::Writer { file: &mut f, progress: Default::default() };
-                self.bytes += io::copy(entry, &mut out).map_err(|e| match e.kind() {
+                let mut out = crate::writeback::Writer::new(&mut f);
+                io::copy(entry, &mut out).map_err(|e| match e.kind() {
                     io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
                         Refusal::Io(format!("writing {rel:?}"), e)
                     }
                     _ => Refusal::Hostile(format!("{rel:?}: {e}")),
                 })?;
-                out.progress.done(out.file);
+                self.bytes += out.finish();
             }
             T::Symlink => {
                 let target = entry

@@ -24,43 +24,57 @@ pub(crate) fn start(file: &File, offset: u64, len: u64) {
     }
 }
 
-/// Tracks how much of a file has been written and hints every [`STEP`] bytes.
+/// Where a file's hints have got to; the caller keeps the count of bytes
+/// written (it has one already) and passes it in.
 #[derive(Default)]
-pub(crate) struct Progress {
-    written: u64,
+pub(crate) struct Hints {
     hinted: u64,
 }
 
-impl Progress {
-    pub fn wrote(&mut self, file: &File, n: usize) {
-        self.written += n as u64;
-        if self.written - self.hinted >= STEP {
-            start(file, self.hinted, self.written - self.hinted);
-            self.hinted = self.written;
+impl Hints {
+    /// `written` bytes of `file` are written so far: hint every [`STEP`].
+    pub fn wrote(&mut self, file: &File, written: u64) {
+        if written - self.hinted >= STEP {
+            start(file, self.hinted, written - self.hinted);
+            self.hinted = written;
         }
     }
 
     /// After the last write: hint the rest too, if the file is big enough
     /// for it to matter (small files are left to the one syncfs, which can
     /// write them together).
-    pub fn done(&mut self, file: &File) {
-        if self.written >= STEP {
-            start(file, self.hinted, self.written - self.hinted);
-            self.hinted = self.written;
+    pub fn done(&mut self, file: &File, written: u64) {
+        if written >= STEP && written > self.hinted {
+            start(file, self.hinted, written - self.hinted);
+            self.hinted = written;
         }
     }
 }
 
-/// A file written through [`Progress`].
+/// A file written with [`Hints`], for `io::copy`.
 pub(crate) struct Writer<'a> {
     pub file: &'a mut File,
-    pub progress: Progress,
+    pub written: u64,
+    pub hints: Hints,
+}
+
+impl Writer<'_> {
+    pub fn new(file: &mut File) -> Writer<'_> {
+        Writer { file, written: 0, hints: Hints::default() }
+    }
+
+    /// Hint what is left; returns the bytes written.
+    pub fn finish(mut self) -> u64 {
+        self.hints.done(self.file, self.written);
+        self.written
+    }
 }
 
 impl Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.progress.wrote(&*self.file, n);
+        self.written += n as u64;
+        self.hints.wrote(self.file, self.written);
         Ok(n)
     }
 

@@ -117,7 +117,8 @@ async fn serve(options: imgsvc::Options, path: PathBuf, mode: u32, grace: Durati
         }
     };
     drop(socket); // removes the socket if it is still ours
-                  // Cancelled pulls take back what they fetched before we exit.
+
+    // Cancelled pulls take back what they fetched before we exit.
     pulls.stop_pulls(Duration::from_secs(10)).await;
     tracing::info!("imgsvc stopped");
     result
