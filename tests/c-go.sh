@@ -25,6 +25,11 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+
+# `cmd | grep -q PATTERN` is flaky under pipefail: grep exits at the first
+# match and cmd, still writing, dies of SIGPIPE. This reads everything.
+contains() { grep -- "$1" >/dev/null; }
+
 : "${HOME:=/root}" # go needs a cache directory
 export HOME
 export PATH=$PATH:$HOME/.cargo/bin:/usr/local/go/bin
@@ -166,17 +171,17 @@ c_examples() {
     grep -q "^resolved $reg/fixture/debian:v1: 4 layers" "$work/pull.err" || fail "no resolved line: $(cat "$work/pull.err")"
     grep -q "^committed $out" "$work/pull.err" || fail "no committed line"
     grep -q " done " "$work/pull.err" || fail "no layer done line"
-    "$bin/list" "$root" | grep -q "\"id\":\"$out\"" || fail "list lacks $out"
-    "$bin/list" "$root" "${out:7:12}" | grep -q "\"repoTags\":\[\"$reg/fixture/debian:v1\"\]" || fail "list by prefix"
-    "$bin/inspect" "$root" "$reg/fixture/debian:v1" | grep -q '"imageSpec"' || fail "inspect lacks imageSpec"
+    "$bin/list" "$root" | contains "\"id\":\"$out\"" || fail "list lacks $out"
+    "$bin/list" "$root" "${out:7:12}" | contains "\"repoTags\":\[\"$reg/fixture/debian:v1\"\]" || fail "list by prefix"
+    "$bin/inspect" "$root" "$reg/fixture/debian:v1" | contains '"imageSpec"' || fail "inspect lacks imageSpec"
     expect_rc 3 "$bin/inspect" "$root" "$reg/fixture/never:pulled"
-    "$bin/fsinfo" "$root" | grep -q "\"mountpoint\":\"$root\"" || fail "fsinfo"
+    "$bin/fsinfo" "$root" | contains "\"mountpoint\":\"$root\"" || fail "fsinfo"
     expect_rc 1 "$bin/pull" "$root" "$reg/fixture/small:no-such-tag" 2>"$work/pull404.err"
     grep -q "not found" "$work/pull404.err" || fail "missing tag: $(cat "$work/pull404.err")"
     "$bin/pull" "$root" "$reg/fixture/small:a" >/dev/null 2>&1
     "$bin/pull" "$root" "$reg/fixture/small:b" >/dev/null 2>&1
     "$bin/remove" "$root" --untag "$reg/fixture/small:b"
-    "$bin/list" "$root" | grep -q "fixture/small:b" && fail "untag left the name"
+    "$bin/list" "$root" | contains "fixture/small:b" && fail "untag left the name"
     "$bin/remove" "$root" "$reg/fixture/debian:v1" "$reg/fixture/small:a" "$reg/fixture/never:pulled"
     [[ $("$bin/list" "$root") == '{"images":[]}' ]] || fail "store not empty after remove"
     echo "examples: pull, list, inspect, fsinfo, remove behave"
@@ -249,15 +254,15 @@ install_and_pkg_config() {
     cmp "$prefix/include/imgsvc.h" "$repo/include/imgsvc.h"
     # The exact line users type, shared library.
     cc -std=c11 -Wall -Wextra -Werror "$repo/examples/c/list.c" $(pkg-config --cflags --libs imgsvc) -o "$work/list-pc"
-    LD_LIBRARY_PATH=$prefix/lib "$work/list-pc" "$work/pc-store" | grep -q '^{"images":\[\]}$' || fail "list-pc"
-    LD_LIBRARY_PATH=$prefix/lib ldd "$work/list-pc" | grep -q "$prefix/lib/libimgsvc.so" ||
+    LD_LIBRARY_PATH=$prefix/lib "$work/list-pc" "$work/pc-store" | contains '^{"images":\[\]}$' || fail "list-pc"
+    LD_LIBRARY_PATH=$prefix/lib ldd "$work/list-pc" | contains "$prefix/lib/libimgsvc.so" ||
         fail "list-pc does not use the installed .so"
     # The Go binding against the installed library (build tag imgsvc_pkgconfig).
     (cd "$repo/bindings/go" && CGO_LDFLAGS="-Wl,-rpath,$prefix/lib" \
         go test -count=1 -tags imgsvc_pkgconfig -run 'TestVersion|TestAbsentImage|TestUntag' ./...)
     # Static: the archive plus the system libraries the .pc records.
     make -C "$repo/tests/c" USE_PKG_CONFIG=1 STATIC=1 OUT="$work/static"
-    if ldd "$work/static/test_capi" | grep -q libimgsvc; then fail "static test_capi links libimgsvc.so"; fi
+    if ldd "$work/static/test_capi" | contains libimgsvc; then fail "static test_capi links libimgsvc.so"; fi
     "$work/static/test_capi"
 }
 
@@ -316,11 +321,11 @@ go_example() {
     out=$("$bin/imgsvc-go" -root "$root" pull "$reg/fixture/debian:v1" 2>"$work/go-pull.err")
     [[ $out =~ ^sha256:[0-9a-f]{64}$ ]] || fail "pull printed '$out': $(cat "$work/go-pull.err")"
     grep -q "^committed $out" "$work/go-pull.err" || fail "no committed line"
-    "$bin/imgsvc-go" -root "$root" list | grep -q "^${out:7:13} .*fixture/debian:v1" || fail "list"
-    "$bin/imgsvc-go" -root "$root" inspect "${out:7:12}" | grep -q '^user: *"65534:65534"' || fail "inspect"
+    "$bin/imgsvc-go" -root "$root" list | contains "^${out:7:13} .*fixture/debian:v1" || fail "list"
+    "$bin/imgsvc-go" -root "$root" inspect "${out:7:12}" | contains '^user: *"65534:65534"' || fail "inspect"
     expect_rc 3 "$bin/imgsvc-go" -root "$root" inspect "$reg/fixture/never:pulled" 2>/dev/null
     expect_rc 4 "$bin/imgsvc-go" -root "$root" pull "$reg/fixture/small:no-such-tag" 2>/dev/null
-    "$bin/imgsvc-go" -root "$root" fsinfo | grep -q "^$root: " || fail "fsinfo"
+    "$bin/imgsvc-go" -root "$root" fsinfo | contains "^$root: " || fail "fsinfo"
     "$bin/imgsvc-go" -root "$root" rm "$out"
     [[ $("$bin/imgsvc-go" -root "$root" list | wc -l) == 1 ]] || fail "store not empty"
     # A deadline while no bytes flow: cancelled through the C token.
